@@ -1,0 +1,94 @@
+"""The ``seqdl`` command line: thin wrappers that parse options and call the libraries.
+
+Every command follows CONVENTIONS.md: results on stdout, diagnostics on stderr;
+expected failures (:class:`SeqdlError`) become one line ``seqdl: error: ...`` and
+exit code 2; anything else is exit code 1 with the traceback only under ``--debug``.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from . import __version__
+from .errors import SeqdlError
+
+app = typer.Typer(
+    name="seqdl",
+    help="A GPU-free deep-learning toolkit: DNA scanning, text generation and handwriting OCR on NumPy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def emit_json(obj: dict) -> None:
+    """One JSON Lines record on stdout."""
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+
+
+@app.command()
+def info(
+    model: Optional[Path] = typer.Argument(None, help="A seqdl model or checkpoint to describe."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Show the seqdl version and environment, or describe a model file."""
+    from threadpoolctl import threadpool_info
+
+    import numpy as np
+
+    if model is not None:
+        from .checkpoint import describe
+
+        record = describe(model)
+    else:
+        blas = [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)" for p in threadpool_info()]
+        record = {
+            "seqdl_version": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "blas": blas,
+        }
+    if as_json:
+        emit_json(record)
+    else:
+        for key, value in record.items():
+            typer.echo(f"{key}: {value}")
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        sys.stderr.write("seqdl: interrupted\n")
+        code = 130
+    except click.UsageError as exc:
+        sys.stderr.write(f"seqdl: error: {exc.format_message()}\n")
+        code = 2
+    except SeqdlError as exc:
+        sys.stderr.write(f"seqdl: error: {exc}\n")
+        code = 2
+    except KeyboardInterrupt:
+        sys.stderr.write("seqdl: interrupted\n")
+        code = 130
+    except Exception as exc:  # the last resort: a short message, the traceback only on request
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"seqdl: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)\n")
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""Layers with PyTorch's names, arguments, parameter names, shapes and initialisation."""
+from . import functional, init
+from .layers import (
+    GELU, BatchNorm1d, BatchNorm2d, Dropout, Embedding, Flatten, Identity, LayerNorm, Linear, ReLU, Sigmoid, Tanh,
+)
+from .module import Module, ModuleList, Parameter, Sequential
+
+__all__ = [
+    "functional", "init", "Module", "ModuleList", "Parameter", "Sequential",
+    "Linear", "Embedding", "Dropout", "LayerNorm", "BatchNorm1d", "BatchNorm2d",
+    "ReLU", "GELU", "Tanh", "Sigmoid", "Identity", "Flatten",
+]
