@@ -28,6 +28,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """A GPU-free deep-learning toolkit: DNA scanning, text generation and handwriting OCR on NumPy."""
+
+
 def emit_json(obj: dict) -> None:
     """One JSON Lines record on stdout."""
     sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
