@@ -13,7 +13,6 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from . import __version__
@@ -67,31 +66,32 @@ def info(
             typer.echo(f"{key}: {value}")
 
 
+def _report_failure(exc: Exception, debug: bool) -> int:
+    if hasattr(exc, "format_message"):  # a usage error from Typer's (vendored) click
+        sys.stderr.write(f"seqdl: error: {exc.format_message()}\n")
+        return int(getattr(exc, "exit_code", 2))
+    if debug:
+        traceback.print_exc()
+    sys.stderr.write(f"seqdl: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)\n")
+    return 1
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("seqdl: interrupted\n")
         code = 130
-    except click.UsageError as exc:
-        sys.stderr.write(f"seqdl: error: {exc.format_message()}\n")
-        code = 2
     except SeqdlError as exc:
         sys.stderr.write(f"seqdl: error: {exc}\n")
         code = 2
-    except KeyboardInterrupt:
-        sys.stderr.write("seqdl: interrupted\n")
-        code = 130
-    except Exception as exc:  # the last resort: a short message, the traceback only on request
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(f"seqdl: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)\n")
-        code = 1
+    except Exception as exc:
+        code = _report_failure(exc, debug)
     sys.exit(code if isinstance(code, int) else 0)
 
 
