@@ -27,6 +27,12 @@ app = typer.Typer(
 )
 
 
+train_app = typer.Typer(help="Train a model: text, dna or letters.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate a model: text, dna or letters.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+
+
 @app.callback()
 def _root() -> None:
     """A GPU-free deep-learning toolkit: DNA scanning, text generation and handwriting OCR on NumPy."""
