@@ -22,7 +22,10 @@ from ..tensor import (
     tanh,
 )
 
+from .conv import avg_pool1d, avg_pool2d, conv1d, conv2d, max_pool1d, max_pool2d
+
 __all__ = [
+    "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
     "linear", "embedding", "layer_norm", "batch_norm",
     "cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "mse_loss",
     "dropout", "gelu", "relu", "sigmoid", "tanh", "softmax", "log_softmax",
