@@ -98,7 +98,7 @@ def run(repeats: int = 5) -> list[dict]:
 if __name__ == "__main__":
     import torch
 
-    from .core import format_table
+    from .table import format_table
 
     torch.set_num_threads(2)
     print(format_table(run()))

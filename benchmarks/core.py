@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from . import cnn, rnn
+from .table import format_table
 
 
 def gemm(repeats: int, n: int = 1024) -> list[dict]:
@@ -38,15 +39,6 @@ def gemm(repeats: int, n: int = 1024) -> list[dict]:
 
     return [{"benchmark": f"GEMM float32 {n}x{n}", "unit": "GFLOP/s", "seqdl": rate(lambda: a @ a),
              "torch": rate(lambda: ta @ ta)}]
-
-
-def format_table(rows: list[dict]) -> str:
-    header = f"{'benchmark':<44} {'unit':<22} {'seqdl':>12} {'torch':>12} {'ratio':>7}"
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        ratio = row["seqdl"] / row["torch"] if row["torch"] else float("nan")
-        lines.append(f"{row['benchmark']:<44} {row['unit']:<22} {row['seqdl']:>12.1f} {row['torch']:>12.1f} {ratio:>6.2f}x")
-    return "\n".join(lines)
 
 
 def main() -> None:

@@ -58,33 +58,32 @@ def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, paddin
     ow = _out_size(w, kw, stride[1], padding[1], dilation[1])
     xp = np.pad(x.data, ((0, 0), (0, 0), padding[0], padding[1])) if any(map(any, padding)) else x.data
 
-    # Columns laid out (C, kh, kw, N, oh, ow): reshaping to (C*kh*kw, N*oh*ow) is free.
-    col = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    # Columns laid out (N, C*kh*kw, oh*ow): one batched matmul with the (O, C*kh*kw)
+    # weight gives (N, O, oh*ow), already the contiguous NCHW output; no transposes.
+    col = np.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
     for ky in range(kh):
         rows = _window(ky * dilation[0], stride[0], oh)
         for kx in range(kw):
-            cols = _window(kx * dilation[1], stride[1], ow)
-            col[:, ky, kx] = xp[:, :, rows, cols].transpose(1, 0, 2, 3)
-    col = col.reshape(c * kh * kw, n * oh * ow)
+            col[:, :, ky, kx] = xp[:, :, rows, _window(kx * dilation[1], stride[1], ow)]
+    col = col.reshape(n, c * kh * kw, oh * ow)
     w2 = weight.data.reshape(o, -1)
     out = w2 @ col
     if bias is not None:
         out += bias.data[:, None]
-    out = out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+    out = out.reshape(n, o, oh, ow)
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        g2 = g.transpose(1, 0, 2, 3).reshape(o, n * oh * ow)
-        gw = (g2 @ col.T).reshape(weight.shape) if weight.requires_grad else None
-        gb = g2.sum(axis=1) if bias is not None and bias.requires_grad else None
+        g3 = g.reshape(n, o, oh * ow)
+        gw = np.matmul(g3, col.transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape) if weight.requires_grad else None
+        gb = g3.sum(axis=(0, 2)) if bias is not None and bias.requires_grad else None
         gx = None
         if x.requires_grad:
-            dcol = (w2.T @ g2).reshape(c, kh, kw, n, oh, ow)
+            dcol = (w2.T @ g3).reshape(n, c, kh, kw, oh, ow)
             dxp = np.zeros(xp.shape, dtype=x.dtype)
             for ky in range(kh):
                 rows = _window(ky * dilation[0], stride[0], oh)
                 for kx in range(kw):
-                    cols = _window(kx * dilation[1], stride[1], ow)
-                    dxp[:, :, rows, cols] += dcol[:, ky, kx].transpose(1, 0, 2, 3)
+                    dxp[:, :, rows, _window(kx * dilation[1], stride[1], ow)] += dcol[:, :, ky, kx]
             (top, _), (left, _) = padding
             gx = dxp[:, :, top : top + h, left : left + w]
         return (gx, gw, gb) if bias is not None else (gx, gw)
@@ -147,24 +146,20 @@ def _max_pool2d(x: Tensor, kernel: Pair, stride: Pair, padding: Pair, ceil_mode:
     oh, ow, pads = _pool_geometry(x.shape, kernel, stride, padding, ceil_mode)
     padded = any(map(any, pads))
     xp = np.pad(x.data, ((0, 0), (0, 0), *pads), constant_values=-np.inf) if padded else x.data
-    best = None
-    argbest = np.zeros((x.shape[0], x.shape[1], oh, ow), dtype=np.int16)
-    for ky in range(kernel[0]):
-        for kx in range(kernel[1]):
-            candidate = xp[:, :, _window(ky, stride[0], oh), _window(kx, stride[1], ow)]
-            if best is None:
-                best = candidate.copy()
-                continue
-            better = candidate > best
-            np.copyto(best, candidate, where=better)
-            argbest[better] = ky * kernel[1] + kx
+    offsets = [(_window(ky, stride[0], oh), _window(kx, stride[1], ow)) for ky in range(kernel[0]) for kx in range(kernel[1])]
+    best = xp[:, :, offsets[0][0], offsets[0][1]].copy()
+    for rows, cols in offsets[1:]:
+        np.maximum(best, xp[:, :, rows, cols], out=best)
 
     def backward(g: np.ndarray) -> tuple[np.ndarray]:
+        # Each window's gradient goes to its first maximum (PyTorch's choice among ties).
         dxp = np.zeros(xp.shape, dtype=x.dtype)
-        for ky in range(kernel[0]):
-            for kx in range(kernel[1]):
-                hit = argbest == ky * kernel[1] + kx
-                dxp[:, :, _window(ky, stride[0], oh), _window(kx, stride[1], ow)] += np.where(hit, g, 0)
+        unclaimed = np.ones(best.shape, dtype=bool)
+        for rows, cols in offsets:
+            hit = xp[:, :, rows, cols] == best
+            hit &= unclaimed
+            unclaimed &= ~hit
+            dxp[:, :, rows, cols] += g * hit
         (top, _), (left, _) = pads
         return (dxp[:, :, top : top + x.shape[2], left : left + x.shape[3]],)
 
