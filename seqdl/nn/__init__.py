@@ -5,10 +5,11 @@ from .layers import (
     GELU, BatchNorm1d, BatchNorm2d, Dropout, Embedding, Flatten, Identity, LayerNorm, Linear, ReLU, Sigmoid, Tanh,
 )
 from .module import Module, ModuleList, Parameter, Sequential
+from .recurrent import GRU, LSTM
 
 __all__ = [
     "functional", "init", "Module", "ModuleList", "Parameter", "Sequential",
     "Linear", "Embedding", "Dropout", "LayerNorm", "BatchNorm1d", "BatchNorm2d",
     "ReLU", "GELU", "Tanh", "Sigmoid", "Identity", "Flatten",
-    "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
+    "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "GRU", "LSTM",
 ]

@@ -23,9 +23,10 @@ from ..tensor import (
 )
 
 from .conv import avg_pool1d, avg_pool2d, conv1d, conv2d, max_pool1d, max_pool2d
+from .recurrent import gru_layer, lstm_layer
 
 __all__ = [
-    "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+    "gru_layer", "lstm_layer", "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
     "linear", "embedding", "layer_norm", "batch_norm",
     "cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "mse_loss",
     "dropout", "gelu", "relu", "sigmoid", "tanh", "softmax", "log_softmax",
