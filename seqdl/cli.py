@@ -72,6 +72,24 @@ def info(
             typer.echo(f"{key}: {value}")
 
 
+@app.command()
+def plot(
+    metrics: Path = typer.Argument(..., help="A metrics Parquet file written during training."),
+    out: Path = typer.Option(..., "-o", "--out", help="PNG file to write."),
+    columns: Optional[list[str]] = typer.Option(None, "--column", "-c", help="Metric to draw (repeatable; default all)."),
+    x: str = typer.Option("step", help="Column for the x axis: step or seconds."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
+) -> None:
+    """Draw training curves from a metrics Parquet file."""
+    from .metrics import plot_metrics
+
+    if not metrics.is_file():
+        raise SeqdlError("no such metrics file", str(metrics))
+    written = plot_metrics(metrics, out, columns or None, x)
+    if not quiet:
+        typer.echo(str(written))
+
+
 def _report_failure(exc: Exception, debug: bool) -> int:
     if hasattr(exc, "format_message"):  # a usage error from Typer's (vendored) click
         sys.stderr.write(f"seqdl: error: {exc.format_message()}\n")

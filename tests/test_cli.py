@@ -1,0 +1,46 @@
+"""The CLI's shared behaviour: results on stdout, one-line errors with exit code 2, JSON output."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+import seqdl
+from seqdl.metrics import MetricLogger
+
+
+def seqdl_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seqdl.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_info_describes_environment_and_models(tmp_path):
+    result = seqdl_cli("info", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["seqdl_version"] == seqdl.__version__
+    seqdl.save(tmp_path / "m.safetensors", seqdl.nn.Linear(3, 2), kind="letters", config={"classes": 2})
+    result = seqdl_cli("info", str(tmp_path / "m.safetensors"), "--json")
+    record = json.loads(result.stdout)
+    assert record["kind"] == "letters" and record["n_parameters"] == 8
+
+
+def test_plot_writes_png_and_errors_are_one_line(tmp_path):
+    with MetricLogger(tmp_path / "m.parquet") as logger:
+        for step in range(5):
+            logger.log(step, loss=float(np.exp(-step)))
+    ok = seqdl_cli("plot", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "c.png"))
+    assert ok.returncode == 0 and (tmp_path / "c.png").stat().st_size > 1000
+    missing = seqdl_cli("plot", str(tmp_path / "nope.parquet"), "-o", str(tmp_path / "d.png"))
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.strip() == f"seqdl: error: {tmp_path / 'nope.parquet'}: no such metrics file"
+    no_dir = seqdl_cli("plot", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "missing" / "c.png"))
+    assert no_dir.returncode == 2 and "does not exist" in no_dir.stderr and "Traceback" not in no_dir.stderr
+
+
+def test_corrupt_model_and_unknown_command(tmp_path):
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 100)
+    result = seqdl_cli("info", str(tmp_path / "bad.safetensors"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    result = seqdl_cli("frobnicate")
+    assert result.returncode == 2 and result.stderr.startswith("seqdl: error:")
