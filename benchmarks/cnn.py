@@ -98,6 +98,9 @@ def run(repeats: int = 5) -> list[dict]:
 if __name__ == "__main__":
     import torch
 
+    from seqdl.runtime import keep_freed_memory
+
+    keep_freed_memory()  # for both frameworks: they share this process's allocator
     from .table import format_table
 
     torch.set_num_threads(2)

@@ -47,6 +47,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from seqdl.runtime import keep_freed_memory
+
+    keep_freed_memory()  # for both frameworks: they share this process's allocator
     torch.set_num_threads(2)
     rows = cnn.run(args.repeats) + rnn.run(args.repeats) + gemm(args.repeats)
     print(f"seqdl vs torch {torch.__version__} (CPU, {torch.get_num_threads()} threads), "

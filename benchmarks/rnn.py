@@ -144,7 +144,7 @@ def peak_memory_mb(framework: str, cell: str = "GRU") -> float:
     code = _MEMORY_PROBE.format(cell=cell, framework=framework)
     # A fixed mmap threshold stops glibc keeping freed large blocks in the heap, which
     # would otherwise hide part of a step's peak inside the baseline (for either framework).
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "SEQDL_KEEP_FREED_MEMORY": "0"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return float(json.loads(result.stdout.strip().splitlines()[-1]))
 
@@ -168,6 +168,9 @@ def run(repeats: int = 5) -> list[dict]:
 if __name__ == "__main__":
     import torch
 
+    from seqdl.runtime import keep_freed_memory
+
+    keep_freed_memory()  # for both frameworks: they share this process's allocator
     from .table import format_table
 
     torch.set_num_threads(2)

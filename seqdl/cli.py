@@ -101,6 +101,9 @@ def _report_failure(exc: Exception, debug: bool) -> int:
 
 
 def main() -> None:
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")

@@ -486,7 +486,14 @@ class Tensor:
             gauss = np.exp(-0.5 * a * a)  # shared by Phi (float32 path) and its derivative
             cdf = normal_cdf(a, gauss)
             out = a * cdf
-            derivative = cdf + a * gauss * np.asarray(1 / math.sqrt(2 * math.pi), a.dtype)
+
+            def backward(g: np.ndarray) -> tuple[np.ndarray]:
+                derivative = a * gauss
+                derivative *= np.asarray(1 / math.sqrt(2 * math.pi), a.dtype)
+                derivative += cdf
+                return (g * derivative,)
+
+            return Tensor.from_op(out, (self,), backward, "gelu")
         else:
             raise ValueError(f"gelu approximate must be 'none' or 'tanh', not {approximate!r}")
         return Tensor.from_op(out, (self,), lambda g: (g * derivative,), "gelu")

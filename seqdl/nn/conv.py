@@ -58,15 +58,16 @@ def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, paddin
     ow = _out_size(w, kw, stride[1], padding[1], dilation[1])
     xp = np.pad(x.data, ((0, 0), (0, 0), padding[0], padding[1])) if any(map(any, padding)) else x.data
 
-    # Columns laid out (N, C*kh*kw, oh*ow): one batched matmul with the (O, C*kh*kw)
-    # weight gives (N, O, oh*ow), already the contiguous NCHW output; no transposes.
-    col = np.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    # Columns laid out (N, kh, kw, C, oh*ow): one batched matmul with the weight as
+    # (O, kh*kw*C) gives (N, O, oh*ow), already the contiguous NCHW output, and each
+    # kernel offset's plane col[:, ky, kx] is a contiguous (C, oh, ow) block per image.
+    col = np.empty((n, kh, kw, c, oh, ow), dtype=x.dtype)
     for ky in range(kh):
         rows = _window(ky * dilation[0], stride[0], oh)
         for kx in range(kw):
-            col[:, :, ky, kx] = xp[:, :, rows, _window(kx * dilation[1], stride[1], ow)]
-    col = col.reshape(n, c * kh * kw, oh * ow)
-    w2 = weight.data.reshape(o, -1)
+            col[:, ky, kx] = xp[:, :, rows, _window(kx * dilation[1], stride[1], ow)]
+    col = col.reshape(n, kh * kw * c, oh * ow)
+    w2 = weight.data.transpose(0, 2, 3, 1).reshape(o, -1)
     out = w2 @ col
     if bias is not None:
         out += bias.data[:, None]
@@ -74,16 +75,18 @@ def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, paddin
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         g3 = g.reshape(n, o, oh * ow)
-        gw = np.matmul(g3, col.transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape) if weight.requires_grad else None
+        gw = None
+        if weight.requires_grad:
+            gw = np.einsum("nop,nkp->ok", g3, col, optimize=True).reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
         gb = g3.sum(axis=(0, 2)) if bias is not None and bias.requires_grad else None
         gx = None
         if x.requires_grad:
-            dcol = (w2.T @ g3).reshape(n, c, kh, kw, oh, ow)
+            dcol = (w2.T @ g3).reshape(n, kh, kw, c, oh, ow)
             dxp = np.zeros(xp.shape, dtype=x.dtype)
             for ky in range(kh):
                 rows = _window(ky * dilation[0], stride[0], oh)
                 for kx in range(kw):
-                    dxp[:, :, rows, _window(kx * dilation[1], stride[1], ow)] += dcol[:, :, ky, kx]
+                    dxp[:, :, rows, _window(kx * dilation[1], stride[1], ow)] += dcol[:, ky, kx]
             (top, _), (left, _) = padding
             gx = dxp[:, :, top : top + h, left : left + w]
         return (gx, gw, gb) if bias is not None else (gx, gw)
@@ -142,26 +145,39 @@ def _pool_geometry(shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: 
     return oh, ow, ((padding[0], padding[0] + extra_h), (padding[1], padding[1] + extra_w))
 
 
+def _valid_windows(offset: int, stride: int, count: int, size: int) -> int:
+    """How many of ``count`` windows still have their element at ``offset`` inside ``size``."""
+    return max(0, min(count, -(-(size - offset) // stride)))
+
+
 def _max_pool2d(x: Tensor, kernel: Pair, stride: Pair, padding: Pair, ceil_mode: bool) -> Tensor:
-    oh, ow, pads = _pool_geometry(x.shape, kernel, stride, padding, ceil_mode)
-    padded = any(map(any, pads))
-    xp = np.pad(x.data, ((0, 0), (0, 0), *pads), constant_values=-np.inf) if padded else x.data
-    offsets = [(_window(ky, stride[0], oh), _window(kx, stride[1], ow)) for ky in range(kernel[0]) for kx in range(kernel[1])]
-    best = xp[:, :, offsets[0][0], offsets[0][1]].copy()
-    for rows, cols in offsets[1:]:
-        np.maximum(best, xp[:, :, rows, cols], out=best)
+    oh, ow, _ = _pool_geometry(x.shape, kernel, stride, padding, ceil_mode)
+    # Explicit padding is -inf; ceil_mode windows that overhang simply see fewer elements.
+    pads = ((padding[0], padding[0]), (padding[1], padding[1]))
+    xp = np.pad(x.data, ((0, 0), (0, 0), *pads), constant_values=-np.inf) if any(padding) else x.data
+    hp, wp = xp.shape[2:]
+    offsets = []
+    for ky in range(kernel[0]):
+        for kx in range(kernel[1]):
+            nr, nc = _valid_windows(ky, stride[0], oh, hp), _valid_windows(kx, stride[1], ow, wp)
+            offsets.append((nr, nc, _window(ky, stride[0], nr), _window(kx, stride[1], nc)))
+    best = xp[:, :, offsets[0][2], offsets[0][3]].copy()  # offset (0, 0) covers every window
+    for nr, nc, rows, cols in offsets[1:]:
+        if nr and nc:
+            np.maximum(best[:, :, :nr, :nc], xp[:, :, rows, cols], out=best[:, :, :nr, :nc])
 
     def backward(g: np.ndarray) -> tuple[np.ndarray]:
         # Each window's gradient goes to its first maximum (PyTorch's choice among ties).
         dxp = np.zeros(xp.shape, dtype=x.dtype)
         unclaimed = np.ones(best.shape, dtype=bool)
-        for rows, cols in offsets:
-            hit = xp[:, :, rows, cols] == best
-            hit &= unclaimed
-            unclaimed &= ~hit
-            dxp[:, :, rows, cols] += g * hit
-        (top, _), (left, _) = pads
-        return (dxp[:, :, top : top + x.shape[2], left : left + x.shape[3]],)
+        for nr, nc, rows, cols in offsets:
+            if not (nr and nc):
+                continue
+            hit = xp[:, :, rows, cols] == best[:, :, :nr, :nc]
+            hit &= unclaimed[:, :, :nr, :nc]
+            unclaimed[:, :, :nr, :nc] &= ~hit
+            dxp[:, :, rows, cols] += g[:, :, :nr, :nc] * hit
+        return (dxp[:, :, padding[0] : padding[0] + x.shape[2], padding[1] : padding[1] + x.shape[3]],)
 
     return Tensor.from_op(best, (x,), backward, "max_pool2d")
 
