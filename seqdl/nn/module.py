@@ -198,38 +198,15 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-class Sequential(Module):
-    """Modules applied in order; children are named ``0``, ``1``, ... as in PyTorch."""
-
-    def __init__(self, *modules: Module) -> None:
-        super().__init__()
-        for index, module in enumerate(modules):
-            setattr(self, str(index), module)
-
-    def __getitem__(self, index: int) -> Module:
-        return list(self._modules.values())[index]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
-
-    def forward(self, x: Any) -> Any:
-        for module in self._modules.values():
-            x = module(x)
-        return x
-
-
-class ModuleList(Module):
-    """A list of modules whose parameters are registered (named ``0``, ``1``, ...)."""
+class _Container(Module):
+    """Children named ``0``, ``1``, ... in order, as in PyTorch."""
 
     def __init__(self, modules: Iterable[Module] = ()) -> None:
         super().__init__()
         for module in modules:
             self.append(module)
 
-    def append(self, module: Module) -> "ModuleList":
+    def append(self, module: Module) -> "_Container":
         setattr(self, str(len(self._modules)), module)
         return self
 
@@ -241,3 +218,19 @@ class ModuleList(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
+
+
+class Sequential(_Container):
+    """Modules applied in order."""
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__(modules)
+
+    def forward(self, x: Any) -> Any:
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+
+class ModuleList(_Container):
+    """A list of modules whose parameters are registered."""
