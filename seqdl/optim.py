@@ -1,8 +1,12 @@
 """Optimizers, gradient clipping and learning-rate schedules, with PyTorch's update rules.
 
-Updates work in place on each parameter's ``.data`` with whole-array NumPy ops.
-``state_dict()`` splits state into arrays (kept as NumPy) and JSON-able scalars,
-so checkpoints store it in safetensors without pickling.
+Updates work in place on each parameter's ``.data`` with whole-array NumPy ops
+and at most one or two temporaries per parameter, because they run every
+training step. ``state_dict()`` holds per-parameter arrays (NumPy) and JSON-able
+scalars only, so :mod:`seqdl.checkpoint` stores it in safetensors without pickle.
+
+Schedules follow ``torch.optim.lr_scheduler``: construction applies step 0, so
+call ``scheduler.step()`` after each ``optimizer.step()``.
 """
 from __future__ import annotations
 
@@ -15,27 +19,33 @@ from .tensor import Tensor
 
 
 class Optimizer:
-    """Holds ``param_groups`` (dicts of hyper-parameters with their ``params``) and per-parameter state."""
+    """Holds ``param_groups`` (dicts of hyper-parameters with their ``params``) and per-parameter state.
+
+    ``params`` is an iterable of tensors or of dicts ``{"params": [...], **overrides}``
+    (per-group hyper-parameters, as in PyTorch). Schedulers set ``group["lr"]``.
+    """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], defaults: dict[str, Any]) -> None:
         params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
+        if defaults.get("lr", 0.0) < 0:
+            raise ValueError(f"learning rate must be >= 0, not {defaults['lr']}")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.defaults = defaults
-        self.param_groups: list[dict[str, Any]] = []
-        for group in groups:
-            self.param_groups.append({**defaults, **group, "params": list(group["params"])})
+        self.param_groups: list[dict[str, Any]] = [{**defaults, **g, "params": list(g["params"])} for g in groups]
         self.state: dict[int, dict[str, Any]] = {}  # keyed by id(parameter)
 
     def _parameters(self) -> list[Tensor]:
         return [p for group in self.param_groups for p in group["params"]]
 
     def zero_grad(self) -> None:
+        """Drop the gradients (set them to None, as PyTorch does by default)."""
         for p in self._parameters():
             p.grad = None
 
     def step(self) -> None:
+        """Update every parameter that has a gradient; the others are skipped."""
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
@@ -45,37 +55,53 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"state": {index: {name: array or number}}, "param_groups": [...]}`` with parameters as indices."""
+        """``{"state": {index: {name: array | number}}, "param_groups": [...]}``, parameters as indices.
+
+        Indices count parameters across groups in order, as in PyTorch. The
+        arrays are the live buffers (like ``Module.state_dict``): copy them to
+        keep a snapshot.
+        """
         index = {id(p): i for i, p in enumerate(self._parameters())}
-        state = {index[key]: dict(value) for key, value in self.state.items() if key in index}
+        state = dict(sorted(((index[key], dict(value)) for key, value in self.state.items() if key in index),
+                            key=lambda item: item[0]))
         groups, start = [], 0
         for group in self.param_groups:
             n = len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": list(range(start, start + n))})
+            hyper = {k: v for k, v in group.items() if k != "params"}
+            groups.append({**hyper, "params": list(range(start, start + n))})
             start += n
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyper-parameters and state (copied); indices may be ints or strings (from JSON)."""
         params = self._parameters()
         saved_groups = state_dict["param_groups"]
         if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in self.param_groups]:
-            raise ValueError("optimizer state does not match this optimizer's parameter groups")
+            raise ValueError(f"saved parameter groups have sizes {[len(g['params']) for g in saved_groups]}, "
+                             f"this optimizer's {[len(g['params']) for g in self.param_groups]}")
         for group, saved in zip(self.param_groups, saved_groups):
-            group.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k != "params"})
+            group.update({k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k != "params"})
         self.state = {}
-        for i, value in state_dict["state"].items():
-            p = params[int(i)]
-            restored = {}
-            for name, item in value.items():
-                if isinstance(item, np.ndarray):
-                    if item.shape != p.shape:
-                        raise ValueError(f"optimizer state {name} of parameter {i}: expected shape {p.shape}, got {item.shape}")
-                    item = item.astype(p.dtype, copy=True)
-                restored[name] = item
-            self.state[id(p)] = restored
+        for key, values in state_dict["state"].items():
+            i = int(key)
+            if not 0 <= i < len(params):
+                raise ValueError(f"state for parameter {i}, but this optimizer has {len(params)} parameters")
+            self.state[id(params[i])] = {name: _restored(item, params[i], f"{name} of parameter {i}")
+                                         for name, item in values.items()}
+
+
+def _restored(item: Any, p: Tensor, what: str) -> Any:
+    """A private float copy of a saved state array, checked against its parameter's shape."""
+    if not isinstance(item, np.ndarray):
+        return item
+    if item.shape != p.shape:
+        raise ValueError(f"optimizer state {what}: expected shape {p.shape}, got {item.shape}")
+    return item.astype(p.dtype, copy=True)
 
 
 class SGD(Optimizer):
+    """SGD with optional momentum, dampening, Nesterov momentum and L2 weight decay (PyTorch's rule)."""
+
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -84,16 +110,22 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def _update(self, p: Tensor, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
-        d_p = grad + group["weight_decay"] * p.data if group["weight_decay"] else grad
-        momentum = group["momentum"]
+        momentum, wd = group["momentum"], group["weight_decay"]
+        d_p = grad
+        if wd:
+            d_p = p.data * wd
+            d_p += grad
         if momentum:
             buf = state.get("momentum_buffer")
-            if buf is None:
+            if buf is None:  # PyTorch starts the buffer at the first gradient, undamped
                 buf = state["momentum_buffer"] = np.array(d_p, dtype=p.dtype)
             else:
                 buf *= momentum
-                buf += (1 - group["dampening"]) * d_p
-            d_p = d_p + momentum * buf if group["nesterov"] else buf
+                buf += d_p if group["dampening"] == 0 else (1 - group["dampening"]) * d_p
+            if group["nesterov"]:
+                d_p = d_p + momentum * buf
+            else:
+                d_p = buf
         p.data -= group["lr"] * d_p
 
 
@@ -104,6 +136,8 @@ class Adam(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"betas must be in [0, 1), not {betas}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
 
     def _update(self, p: Tensor, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
@@ -121,19 +155,20 @@ class Adam(Optimizer):
         state["step"] += 1
         step = state["step"]
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        scratch = np.multiply(grad, 1 - beta1, dtype=p.dtype)  # the one temporary, reused below
         exp_avg *= beta1
-        exp_avg += (1 - beta1) * grad
+        exp_avg += scratch
+        np.multiply(grad, grad, out=scratch)
+        scratch *= 1 - beta2
         exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * (grad * grad)
+        exp_avg_sq += scratch
+        second = exp_avg_sq
         if group["amsgrad"]:
-            np.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
-            second = state["max_exp_avg_sq"]
-        else:
-            second = exp_avg_sq
-        denom = np.sqrt(second)
-        denom *= 1 / math.sqrt(1 - beta2**step)
+            second = np.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
+        denom = np.sqrt(second, out=scratch)
+        denom /= math.sqrt(1 - beta2**step)
         denom += eps
-        update = exp_avg / denom
+        update = np.divide(exp_avg, denom, out=scratch)
         update *= lr / (1 - beta1**step)
         p.data -= update
 
@@ -148,13 +183,21 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
 
 
-def clip_grad_norm_(parameters: Iterable[Tensor], max_norm: float, norm_type: float = 2.0) -> float:
-    """Scale all gradients together so their joint norm is at most ``max_norm``; return the norm before."""
+def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm_type: float = 2.0) -> float:
+    """Scale all gradients together so their joint norm is at most ``max_norm``; return the norm before.
+
+    As ``torch.nn.utils.clip_grad_norm_``: the factor is ``max_norm / (norm + 1e-6)``,
+    applied only when it is below 1. The norm is accumulated in float64.
+    """
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
     if math.isinf(norm_type):
-        total = max(float(np.abs(g).max()) for g in grads)
+        total = max(float(np.abs(g).max(initial=0.0)) for g in grads)
+    elif norm_type == 2:
+        total = math.sqrt(sum(float(np.vdot(g, g)) for g in (g.astype(np.float64, copy=False) for g in grads)))
     else:
         total = sum(float(np.sum(np.abs(g, dtype=np.float64) ** norm_type)) for g in grads) ** (1 / norm_type)
     scale = max_norm / (total + 1e-6)
@@ -166,10 +209,10 @@ def clip_grad_norm_(parameters: Iterable[Tensor], max_norm: float, norm_type: fl
 
 # ---------------------------------------------------------------- schedules
 class LRScheduler:
-    """Sets each group's ``lr`` to ``initial_lr * factor(step)``; ``step()`` advances one step.
+    """Sets each group's ``lr`` to a function of its base lr and the step count ``last_epoch``.
 
-    Like PyTorch, construction applies step 0, so call ``scheduler.step()``
-    after each ``optimizer.step()``.
+    Subclasses define :meth:`lr_at` in closed form, so a schedule resumes
+    exactly from ``last_epoch`` alone.
     """
 
     def __init__(self, optimizer: Optimizer) -> None:
@@ -184,6 +227,7 @@ class LRScheduler:
         raise NotImplementedError
 
     def step(self) -> None:
+        """Advance one step and set every group's ``lr``."""
         self.last_epoch += 1
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = self.lr_at(base, self.last_epoch)
@@ -192,6 +236,7 @@ class LRScheduler:
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
+        """JSON-able state (a :class:`LambdaLR`'s function is not saved, as in PyTorch)."""
         return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -201,6 +246,8 @@ class LRScheduler:
 
 
 class StepLR(LRScheduler):
+    """Multiply the lr by ``gamma`` every ``step_size`` steps."""
+
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer)
@@ -210,6 +257,8 @@ class StepLR(LRScheduler):
 
 
 class CosineAnnealingLR(LRScheduler):
+    """Cosine from the base lr down to ``eta_min`` at ``T_max`` steps (PyTorch's closed form)."""
+
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer)
@@ -219,6 +268,8 @@ class CosineAnnealingLR(LRScheduler):
 
 
 class LambdaLR(LRScheduler):
+    """The base lr times ``lr_lambda(step)``."""
+
     def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float]) -> None:
         self.lr_lambda = lr_lambda
         super().__init__(optimizer)
@@ -228,10 +279,13 @@ class LambdaLR(LRScheduler):
 
 
 class WarmupCosine(LRScheduler):
-    """Linear warm-up to the base lr over ``warmup_steps``, then cosine decay to ``min_lr`` at ``total_steps``.
+    """Linear warm-up from 0 to the base lr over ``warmup_steps``, then cosine down to ``min_lr`` at ``total_steps``.
 
-    ``total_steps`` may be re-estimated during a time-budgeted run (set the
-    attribute); the schedule stays a pure function of the step.
+    The same curve as Hugging Face's ``get_cosine_schedule_with_warmup`` (with a
+    floor): step 0 has lr 0, step ``warmup_steps`` the base lr, and the lr stays
+    at ``min_lr`` after ``total_steps``. ``total_steps`` may be re-estimated
+    during a time-budgeted run (set the attribute): the lr is a pure function of
+    the step and these three numbers, which ``state_dict`` records.
     """
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> None:
@@ -240,7 +294,7 @@ class WarmupCosine(LRScheduler):
 
     def lr_at(self, base_lr: float, step: int) -> float:
         if step < self.warmup_steps:
-            return base_lr * (step + 1) / self.warmup_steps
+            return base_lr * step / self.warmup_steps
         span = max(self.total_steps - self.warmup_steps, 1)
         progress = min((step - self.warmup_steps) / span, 1.0)
         return self.min_lr + (base_lr - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2

@@ -1,41 +1,73 @@
 """Weight quantisation: int8 per output channel, or 4-bit groupwise with two values per byte.
 
-Only weight matrices and kernels (parameters named ``weight*`` with two or more
-dimensions: Linear, Conv, Embedding, RNN) are quantised; biases and
-normalisation parameters stay float32. Both schemes are symmetric: a float
-scale per output row (int8) or per group of ``group_size`` consecutive inputs
-of a row (4-bit), and ``w ≈ q * scale``, so the error of each weight is at most
-half a step. Files are safetensors (``<name>.q`` + ``<name>.scale``) with the
-scheme in the header; :func:`seqdl.checkpoint.load` dequantises them on load.
+Only weight matrices and kernels are quantised: parameters named ``weight*``
+with two or more dimensions and at least ``min_elements`` values (Linear, Conv,
+Embedding, GRU/LSTM ``weight_ih_l0``...). Biases, normalisation parameters and
+small tensors stay float32: they are a tiny part of the file and the most
+sensitive to error.
+
+Both schemes are symmetric (no zero point), so ``w ≈ q * scale`` and every
+weight is off by at most half a step:
+
+- 8 bits: one float32 scale per output channel (row), ``q`` int8 in [-127, 127];
+- 4 bits: one float32 scale per group of ``group_size`` consecutive inputs of a
+  row (the row zero-padded to whole groups), ``q`` in [-7, 7] stored as
+  ``q + 8`` in a nibble, two per uint8, low nibble first.
+
+Files are safetensors: ``<name>.q`` (int8 / uint8, shape ``(rows, ...)``) and
+``<name>.scale`` (float32) per quantised weight, other tensors as usual, and a
+``seqdl.quantization`` header entry (JSON: scheme, bits, group size, original
+shapes). :func:`seqdl.checkpoint.load` dequantises them, so a quantised model
+loads wherever a float one does; PyTorch cannot load them directly.
 """
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .checkpoint import load, save, write_safetensors
+from .checkpoint import QUANTIZATION, load, save, write_safetensors
 from .nn.module import Module
 
-QUANTIZATION_KEY = "seqdl.quantization"
+__all__ = ["quantize_int8", "dequantize_int8", "quantize_int4", "dequantize_int4", "quantize_state",
+           "dequantize_state", "save_quantized", "load_quantized", "quantization_report"]
+
+SCHEMES = {
+    8: "symmetric int8 per output channel: w = q * scale[row]",
+    4: "symmetric 4-bit per group of group_size inputs: w = (nibble - 8) * scale[row, group], "
+       "two nibbles per uint8, low first",
+}
 
 
-def is_quantizable(name: str, array: np.ndarray) -> bool:
-    return name.rsplit(".", 1)[-1].startswith("weight") and array.ndim >= 2 and array.dtype.kind == "f"
+def is_quantizable(name: str, array: np.ndarray, min_elements: int = 1024) -> bool:
+    """Whether a state-dict entry is a weight matrix or kernel worth quantising."""
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf.startswith("weight") and array.ndim >= 2 and array.dtype.kind == "f" and array.size >= min_elements
+
+
+def _rows(w: np.ndarray) -> np.ndarray:
+    """The weight as (output channels, everything else) in float32."""
+    return w.reshape(w.shape[0], -1).astype(np.float32, copy=False)
+
+
+def _scales(max_abs: np.ndarray, q_max: int) -> np.ndarray:
+    scale = (max_abs / q_max).astype(np.float32)
+    scale[scale == 0] = 1  # an all-zero row or group: any scale reproduces it exactly
+    return scale
 
 
 def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-output-channel symmetric int8: returns ``(q (rows, cols) int8, scale (rows,) float32)``."""
-    rows = w.reshape(w.shape[0], -1).astype(np.float32)
-    scale = np.abs(rows).max(axis=1) / 127
-    scale[scale == 0] = 1  # an all-zero row: any scale reproduces it exactly
+    """Per-output-channel symmetric int8: ``(q (rows, cols) int8, scale (rows,) float32)``."""
+    rows = _rows(w)
+    scale = _scales(np.abs(rows).max(axis=1), 127)
     q = np.clip(np.rint(rows / scale[:, None]), -127, 127).astype(np.int8)
-    return q, scale.astype(np.float32)
+    return q, scale
 
 
 def dequantize_int8(q: np.ndarray, scale: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -43,20 +75,17 @@ def dequantize_int8(q: np.ndarray, scale: np.ndarray, shape: tuple[int, ...]) ->
 
 
 def quantize_int4(w: np.ndarray, group_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Groupwise symmetric 4-bit: values in [-7, 7] stored as q + 8, two per byte (low nibble first).
-
-    Returns ``(packed (rows, groups * group_size / 2) uint8, scale (rows, groups) float32)``;
-    each row is zero-padded to a whole number of groups.
-    """
-    rows = w.reshape(w.shape[0], -1).astype(np.float32)
+    """Groupwise symmetric 4-bit: ``(packed (rows, groups * group_size // 2) uint8, scale (rows, groups) float32)``."""
+    if group_size < 2 or group_size % 2:
+        raise ValueError(f"group_size must be an even number >= 2, not {group_size}")
+    rows = _rows(w)
     groups = -(-rows.shape[1] // group_size)
     padded = np.zeros((rows.shape[0], groups * group_size), np.float32)
     padded[:, : rows.shape[1]] = rows
     grouped = padded.reshape(rows.shape[0], groups, group_size)
-    scale = np.abs(grouped).max(axis=2) / 7
-    scale[scale == 0] = 1
+    scale = _scales(np.abs(grouped).max(axis=2), 7)
     q = (np.clip(np.rint(grouped / scale[..., None]), -7, 7) + 8).astype(np.uint8).reshape(rows.shape[0], -1)
-    return q[:, 0::2] | (q[:, 1::2] << 4), scale.astype(np.float32)
+    return q[:, 0::2] | (q[:, 1::2] << 4), scale
 
 
 def dequantize_int4(packed: np.ndarray, scale: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -66,64 +95,76 @@ def dequantize_int4(packed: np.ndarray, scale: np.ndarray, shape: tuple[int, ...
     q[:, 1::2] = packed >> 4
     q -= 8
     values = (q.reshape(rows, groups, -1) * scale[..., None]).reshape(rows, -1)
-    return values[:, : int(np.prod(shape[1:]))].reshape(shape)
+    return values[:, : math.prod(shape[1:])].reshape(shape)
 
 
-def quantize_state(state: dict[str, np.ndarray], bits: int = 8, group_size: int = 64
+def quantize_state(state: Mapping[str, np.ndarray], bits: int = 8, group_size: int = 64, min_elements: int = 1024
                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Tensors to store and the header entry describing how to undo it."""
-    if bits not in (8, 4):
+    """The tensors to store and the header entry that says how to undo the quantisation."""
+    if bits not in SCHEMES:
         raise ValueError(f"bits must be 8 or 4, not {bits}")
     tensors: dict[str, np.ndarray] = {}
-    quantized: dict[str, list[int]] = {}
+    shapes: dict[str, list[int]] = {}
     for name, array in state.items():
-        if not is_quantizable(name, array):
+        if not is_quantizable(name, array, min_elements):
             tensors[name] = array
             continue
         q, scale = quantize_int8(array) if bits == 8 else quantize_int4(array, group_size)
         tensors[f"{name}.q"], tensors[f"{name}.scale"] = q, scale
-        quantized[name] = list(array.shape)
-    return tensors, {"bits": bits, "group_size": group_size, "tensors": quantized}
+        shapes[name] = list(array.shape)
+    info: dict[str, Any] = {"scheme": SCHEMES[bits], "bits": bits, "tensors": shapes}
+    if bits == 4:
+        info["group_size"] = group_size
+    return tensors, info
 
 
-def dequantize_state(tensors: dict[str, np.ndarray], info: dict[str, Any]) -> dict[str, np.ndarray]:
-    state = {}
-    quantized = info["tensors"]
+def dequantize_state(tensors: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Float32 state dict from what :func:`quantize_state` stored."""
+    shapes = info["tensors"]
     dequantize = dequantize_int8 if info["bits"] == 8 else dequantize_int4
-    for name, array in tensors.items():
-        if name.endswith((".q", ".scale")) and name.rsplit(".", 1)[0] in quantized:
-            continue
-        state[name] = array
-    for name, shape in quantized.items():
+    stored = {f"{name}{suffix}" for name in shapes for suffix in (".q", ".scale")}
+    state = {name: array for name, array in tensors.items() if name not in stored}
+    for name, shape in shapes.items():
         state[name] = dequantize(tensors[f"{name}.q"], tensors[f"{name}.scale"], tuple(shape))
     return state
 
 
 def save_quantized(path: str | os.PathLike, model: Module, bits: int = 8, group_size: int = 64,
-                   kind: str | None = None, config: dict[str, Any] | None = None,
-                   metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` with quantised weights; :func:`seqdl.load` returns dequantised float32 weights."""
-    tensors, info = quantize_state(dict(model.state_dict()), bits, group_size)
-    header = {QUANTIZATION_KEY: json.dumps(info), **{k: v if isinstance(v, str) else json.dumps(v)
-                                                    for k, v in (metadata or {}).items()}}
-    return write_safetensors(path, tensors, header, kind=kind, config=config)
+                   min_elements: int = 1024, kind: str | None = None, config: dict[str, Any] | None = None,
+                   metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model`` with quantised weights atomically; :func:`seqdl.load` gives back float32 weights."""
+    tensors, info = quantize_state(model.state_dict(), bits, group_size, min_elements)
+    return write_safetensors(path, tensors, kind=kind, config=config, metadata=metadata,
+                             entries={QUANTIZATION: json.dumps(info)})
 
 
-def load_quantized(path: str | os.PathLike, model: Module) -> Module:
-    """Load a (quantised or plain) model file into ``model``, dequantising the weights."""
-    load(path).restore(model)
+def load_quantized(path: str | os.PathLike, model: Module, kind: str | None = None) -> Module:
+    """Load a quantised (or plain) model file into ``model``, dequantising the weights; returns ``model``."""
+    load(path, kind).restore(model)
     return model
 
 
 def quantization_report(model: Module, bits: int, evaluate: Callable[[Module], float],
-                        group_size: int = 64) -> dict[str, float]:
-    """Size on disk (float32 vs quantised) and ``evaluate``'s metric before and after quantisation."""
+                        path: str | os.PathLike | None = None, group_size: int = 64,
+                        min_elements: int = 1024) -> dict[str, Any]:
+    """Size on disk (float32 vs quantised) and ``evaluate``'s metric before and after quantisation.
+
+    The quantised file is written to ``path`` (kept) or to a temporary file;
+    the float32 size is measured with a temporary file. ``model`` is not changed:
+    the metric after is measured on a dequantised copy.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         plain = save(Path(tmp) / "float32.safetensors", model)
-        small = save_quantized(Path(tmp) / f"int{bits}.safetensors", model, bits, group_size)
-        copy_model = load_quantized(small, copy.deepcopy(model))
+        target = path if path is not None else Path(tmp) / f"int{bits}.safetensors"
+        small = save_quantized(target, model, bits, group_size, min_elements)
+        dequantized = load_quantized(small, copy.deepcopy(model))
         plain_bytes, small_bytes = plain.stat().st_size, small.stat().st_size
-    before, after = evaluate(model), evaluate(copy_model)
-    return {"bits": bits, "float32_bytes": plain_bytes, "quantized_bytes": small_bytes,
-            "size_ratio": plain_bytes / small_bytes, "metric_before": before, "metric_after": after,
-            "metric_change": after - before}
+    before, after = float(evaluate(model)), float(evaluate(dequantized))
+    report: dict[str, Any] = {"bits": bits, "float32_bytes": plain_bytes, "quantized_bytes": small_bytes,
+                              "size_ratio": plain_bytes / small_bytes, "metric_before": before,
+                              "metric_after": after, "metric_change": after - before}
+    if bits == 4:
+        report["group_size"] = group_size
+    if path is not None:
+        report["path"] = str(path)
+    return report

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,7 +125,7 @@ def test_resume_reproduces_uninterrupted_training(tmp_path):
     opt2 = optim.AdamW(resumed.parameters(), lr=1e-2)
     sched2 = optim.WarmupCosine(opt2, 2, 8)
     first = _train(resumed, opt2, 3, sched2)
-    save(tmp_path / "c.safetensors", resumed, optimizer=opt2, scheduler=sched2, step=3, save_rng=True)
+    save(tmp_path / "c.safetensors", resumed, optimizer=opt2, scheduler=sched2, step=3)
 
     fresh = Net()
     opt3 = optim.AdamW(fresh.parameters(), lr=1e-2)
@@ -157,26 +158,49 @@ def _valid_bytes(tmp_path) -> bytes:
     return (tmp_path / "ok.safetensors").read_bytes()
 
 
+def _header_file(tmp_path, header: dict, data: bytes) -> Path:
+    raw = json.dumps(header).encode()
+    path = tmp_path / "crafted.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return path
+
+
 @pytest.mark.parametrize("name,mutate,message", [
-    ("empty", lambda b: b"", "is not a safetensors file"),
-    ("truncated", lambda b: b[: len(b) - 40], "inconsistent shape"),
-    ("random", lambda b: bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8)), "not a valid safetensors"),
-    ("huge header", lambda b: struct.pack("<Q", 2**40) + b[8:], "declared header"),
-    ("not json", lambda b: struct.pack("<Q", 4) + b"abcd", "not JSON"),
+    ("empty", lambda b: b"", r"is not a safetensors file \(only 0 bytes\)"),
+    ("truncated", lambda b: b[: len(b) - 40], "is truncated: tensor"),
+    ("random", lambda b: bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8)), "declared header"),
+    ("huge header", lambda b: struct.pack("<Q", 2**40) + b[8:], "declared header of 1099511627776 bytes"),
+    ("not json", lambda b: struct.pack("<Q", 4) + b"abcd", "header is not JSON"),
+    ("trailing bytes", lambda b: b + b"junk", "4 bytes after the last tensor"),
 ])
 def test_corrupt_files_are_refused(tmp_path, name, mutate, message):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(mutate(_valid_bytes(tmp_path)))
-    with pytest.raises(CheckpointError, match=message) as info:
-        load(path)
-    assert str(path) in str(info.value)
+    for read in (load, describe):
+        with pytest.raises(CheckpointError, match=message) as info:
+            read(path)
+        assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
 
 
-def test_huge_declared_shape_is_refused_before_allocation(tmp_path):
-    header = json.dumps({"w": {"dtype": "F32", "shape": [10**6, 10**6], "data_offsets": [0, 16]}}).encode()
-    path = tmp_path / "bomb.safetensors"
-    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
-    with pytest.raises(CheckpointError, match="inconsistent shape"):
+@pytest.mark.parametrize("header,message", [
+    ({"w": {"dtype": "F32", "shape": [10**6, 10**6], "data_offsets": [0, 16]}}, "needs 4000000000000 bytes"),
+    ({"w": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 0]}}, "needs"),  # no int64 overflow to 0
+    ({"w": {"dtype": "F32", "shape": [-2, -2], "data_offsets": [0, 16]}}, "invalid shape"),
+    ({"w": {"dtype": "F32", "shape": [4], "data_offsets": ["0", "16"]}}, "invalid shape"),
+    ({"w": {"dtype": "BF16", "shape": [8], "data_offsets": [0, 16]}}, "dtype BF16"),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, "not laid out contiguously"),
+    ({"w": [1, 2]}, "malformed header entry"),
+    ({"__metadata__": {"seqdl.step": 3}}, "malformed __metadata__"),
+    ({"__metadata__": {"seqdl.step": "three"}}, "invalid seqdl.step"),
+    ({"__metadata__": {"seqdl.config": "{oops"}}, "unreadable seqdl.config"),
+    ({"__metadata__": {"seqdl.optimizer": "[]"}}, "malformed seqdl.optimizer"),
+    ({"__metadata__": {"seqdl.quantization": '{"bits": 8, "tensors": {"w": [4]}}'}}, "inconsistent seqdl.quantization"),
+])
+def test_crafted_headers_are_refused_before_allocation(tmp_path, header, message):
+    if list(header) == ["__metadata__"]:  # a valid tensor, so only the metadata is wrong
+        header = {**header, "b": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}
+    path = _header_file(tmp_path, header, bytes(16))
+    with pytest.raises(CheckpointError, match=message):
         load(path)
 
 
@@ -208,6 +232,80 @@ def test_checkpoint_files_contain_no_pickle(tmp_path):
     model = Net()
     opt = optim.Adam(model.parameters())
     _train(model, opt, 1)
-    save(tmp_path / "c.safetensors", model, optimizer=opt, save_rng=True)
+    save(tmp_path / "c.safetensors", model, optimizer=opt)
     data = (tmp_path / "c.safetensors").read_bytes()
     assert b"\x80\x04\x95" not in data and b"\x80\x05\x95" not in data  # pickle protocol 4/5 frames
+
+
+def _seqdl_and_torch_models():
+    import torch.nn as tnn
+
+    mlp = (lambda m: m.Sequential(m.Linear(4, 8), m.BatchNorm1d(8), m.ReLU(), m.Linear(8, 3)), (5, 4))
+    cnn = (lambda m: m.Sequential(m.Conv2d(2, 4, 3), m.BatchNorm2d(4), m.ReLU(), m.Flatten(), m.Linear(36, 2)),
+           (3, 2, 5, 5))
+    return [(build(nn), build(tnn), shape) for build, shape in (mlp, cnn)]
+
+
+def test_sequential_batchnorm_models_load_into_pytorch(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    rng = np.random.default_rng(5)
+    for i, (ours, theirs, shape) in enumerate(_seqdl_and_torch_models()):
+        for _ in range(3):  # train-mode passes move the running statistics away from their defaults
+            ours(Tensor(rng.standard_normal(shape)))
+        path = save(tmp_path / f"{i}.safetensors", ours.eval())
+        tensors = load_file(str(path))
+        assert set(tensors) == set(theirs.state_dict())
+        theirs.load_state_dict(tensors)
+        x = rng.standard_normal(shape).astype(np.float32)
+        with seqdl.no_grad():
+            np.testing.assert_allclose(ours(Tensor(x)).data, theirs.eval()(torch.tensor(x)).detach().numpy(),
+                                       atol=1e-5)
+
+
+def test_metadata_round_trips_exactly_and_reserved_keys_are_refused(tmp_path):
+    meta = {"seqdl.vocab": "0123", "seqdl.classes": ["a", "b"], "epochs": 5, "seqdl.trained_on": "null"}
+    path = save(tmp_path / "m.safetensors", nn.Linear(2, 2), metadata=meta)
+    assert load(path).metadata == meta  # the string "0123" stays a string, 5 stays an int
+    assert describe(path)["metadata"] == meta
+    with pytest.raises(ValueError, match="seqdl.kind are reserved"):
+        save(tmp_path / "x.safetensors", nn.Linear(2, 2), metadata={"seqdl.kind": "dna"})
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_training_checkpoint_describe_and_restore_helper(tmp_path):
+    seqdl.manual_seed(7)
+    model = Net()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _train(model, opt, 2)
+    path = save(tmp_path / "c.safetensors", model, optimizer=opt, step=2, kind="dna")
+    info = describe(path)
+    assert info["step"] == 2 and info["has_optimizer_state"] and info["n_tensors"] == len(model.state_dict())
+    state = seqdl.get_rng_state()
+    seqdl.manual_seed(99)
+    other = Net()
+    opt2 = optim.SGD(other.parameters(), lr=0.5)
+    ckpt = seqdl.checkpoint.restore(path, other, opt2, kind="dna")
+    assert ckpt.step == 2 and opt2.param_groups[0]["lr"] == 0.1
+    assert seqdl.get_rng_state() == state  # resuming continues the saved random stream
+    saved, restored = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert list(saved) == list(restored) == list(range(len(list(model.parameters()))))
+    for i in saved:
+        np.testing.assert_array_equal(saved[i]["momentum_buffer"], restored[i]["momentum_buffer"])
+
+
+def test_optimizer_and_schedule_mismatches_are_checkpoint_errors(tmp_path):
+    layer = nn.Linear(3, 4)
+    opt = optim.Adam(layer.parameters())
+    layer(Tensor(np.ones((1, 3)))).sum().backward()
+    opt.step()
+    path = save(tmp_path / "c.safetensors", layer, optimizer=opt)
+    with pytest.raises(CheckpointError, match="holds no learning-rate schedule"):
+        load(path).restore(nn.Linear(3, 4), scheduler=optim.StepLR(optim.SGD(layer.parameters()), 2))
+    wrong = optim.Adam([nn.Parameter(np.zeros(4, np.float32)), nn.Parameter(np.zeros((3, 4), np.float32))])
+    with pytest.raises(CheckpointError, match=r"exp_avg of parameter 0: expected shape \(4,\), got \(4, 3\)"):
+        load(path).restore(nn.Linear(3, 4), wrong)
+    model_only = save(tmp_path / "m.safetensors", layer)
+    with pytest.raises(CheckpointError, match="holds no optimizer state"):
+        load(model_only).restore(nn.Linear(3, 4), optim.Adam(layer.parameters()))

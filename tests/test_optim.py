@@ -1,6 +1,7 @@
 """Optimizers and schedules follow PyTorch's update rules exactly."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -121,14 +122,45 @@ def test_warmup_cosine_shape_and_resume():
     seen = []
     for _ in range(25):
         seen.append(sched.get_last_lr()[0])
+        assert opt.param_groups[0]["lr"] == seen[-1]  # the optimizer uses what the schedule set
         sched.step()
-    assert seen[:4] == [0.25, 0.5, 0.75, 1.0]
-    assert all(a >= b for a, b in zip(seen[3:], seen[4:]))
+    assert seen[:5] == [0.0, 0.25, 0.5, 0.75, 1.0]  # linear from 0 to the base lr
+    assert seen[12] == pytest.approx(0.1 + 0.9 * 0.5)  # half-way down the cosine
+    assert all(a >= b for a, b in zip(seen[4:], seen[5:]))
     assert seen[20] == pytest.approx(0.1) and seen[-1] == pytest.approx(0.1)
-    state = sched.state_dict()
+    state = json.loads(json.dumps(sched.state_dict()))
     other = optim.WarmupCosine(optim.AdamW([p], lr=1.0), warmup_steps=4, total_steps=1)
     other.load_state_dict(state)
-    assert other.get_last_lr()[0] == pytest.approx(sched.get_last_lr()[0])
+    assert other.get_last_lr() == sched.get_last_lr() and other.total_steps == 20
+
+
+def test_param_groups_match_torch_and_state_is_json_plus_arrays():
+    torch = pytest.importorskip("torch")
+    ours = [Tensor(a.copy(), requires_grad=True) for a in START]
+    theirs = [torch.tensor(a.copy(), requires_grad=True) for a in START]
+    opt = optim.Adam([{"params": [ours[0]]}, {"params": [ours[1]], "lr": 0.1}], lr=0.01)
+    t_opt = torch.optim.Adam([{"params": [theirs[0]]}, {"params": [theirs[1]], "lr": 0.1}], lr=0.01)
+    for grads in GRADS:
+        for p, t, g in zip(ours, theirs, grads):
+            p.grad, t.grad = g.copy(), torch.tensor(g)
+        opt.step()
+        t_opt.step()
+    for p, t in zip(ours, theirs):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), atol=1e-6, rtol=0)
+    state = opt.state_dict()
+    json.dumps(state["param_groups"])
+    scalars = {i: {k: v for k, v in s.items() if not isinstance(v, np.ndarray)} for i, s in state["state"].items()}
+    assert json.loads(json.dumps(scalars)) == {"0": {"step": 10}, "1": {"step": 10}}
+
+
+def test_load_state_dict_refuses_a_mismatch():
+    _, opt = _run_seqdl(lambda ps: optim.Adam(ps), steps=1)
+    saved = opt.state_dict()
+    other = optim.Adam([Tensor(np.zeros((3, 4)), requires_grad=True), Tensor(np.zeros(3), requires_grad=True)])
+    with pytest.raises(ValueError, match=r"exp_avg of parameter 0: expected shape \(3, 4\), got \(4, 3\)"):
+        other.load_state_dict(saved)
+    with pytest.raises(ValueError, match="groups have sizes"):
+        optim.Adam([Tensor(np.zeros(3), requires_grad=True)]).load_state_dict(saved)
 
 
 def test_module_parameters_work_directly():

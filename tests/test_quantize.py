@@ -1,12 +1,14 @@
 """Quantisation: error bounds, sizes on disk, round trips, small change in a model's outputs."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 import seqdl
 from seqdl import Tensor, nn
-from seqdl.checkpoint import load, save
+from seqdl.checkpoint import describe, load, save
 from seqdl.quantize import (
     dequantize_int4, dequantize_int8, load_quantized, quantization_report, quantize_int4, quantize_int8,
     save_quantized,
@@ -57,25 +59,59 @@ def test_size_on_disk_and_round_trip(tmp_path, bits, min_ratio):
     assert np.abs(a - b).max() < tolerance * np.abs(a).max()
 
 
-def test_report_gives_sizes_and_metric_change():
+def test_report_gives_sizes_and_metric_change(tmp_path):
     model = _model()
     x = Tensor(rng.standard_normal((64, 256)))
     with seqdl.no_grad():
         labels = model(x).data.argmax(axis=1)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
 
     def accuracy(m: nn.Module) -> float:
         with seqdl.no_grad():
             return float((m(x).data.argmax(axis=1) == labels).mean())
 
-    report = quantization_report(model, 8, accuracy)
+    report = quantization_report(model, 8, accuracy, path=tmp_path / "q8.safetensors")
     assert report["metric_before"] == 1.0 and report["metric_after"] > 0.9
-    assert report["size_ratio"] > 3.7 and report["quantized_bytes"] < report["float32_bytes"]
+    assert report["metric_change"] == report["metric_after"] - 1.0
+    assert report["size_ratio"] > 3.7 and report["quantized_bytes"] == (tmp_path / "q8.safetensors").stat().st_size
+    for name, array in model.state_dict().items():  # the model itself is untouched
+        np.testing.assert_array_equal(array, before[name])
+    report4 = quantization_report(model, 4, accuracy, group_size=32)
+    assert report4["group_size"] == 32 and report4["size_ratio"] > report["size_ratio"]
 
 
-def test_recurrent_and_conv_weights_are_quantized(tmp_path):
-    model = nn.Sequential(nn.Conv1d(4, 8, 5), nn.GRU(8, 16))
-    save_quantized(tmp_path / "q.safetensors", model, bits=8)
-    from safetensors.numpy import load_file
+@pytest.mark.parametrize("bits,min_ratio", [(8, 3.95), (4, 7.0)])
+def test_large_layer_size_ratio(tmp_path, bits, min_ratio):
+    layer = nn.Linear(1024, 1024, bias=False)
+    plain = save(tmp_path / "f.safetensors", layer).stat().st_size
+    small = save_quantized(tmp_path / "q.safetensors", layer, bits=bits).stat().st_size
+    assert min_ratio < plain / small < (4 if bits == 8 else 8)
 
-    names = set(load_file(str(tmp_path / "q.safetensors")))
-    assert {"0.weight.q", "1.weight_ih_l0.q", "1.weight_hh_l0.q", "0.bias", "1.bias_ih_l0"} <= names
+
+def test_which_tensors_are_quantized_and_what_the_header_says(tmp_path):
+    from safetensors import safe_open
+
+    model = nn.Sequential(nn.Conv1d(16, 32, 5), nn.GRU(32, 32), nn.Linear(3, 2), nn.BatchNorm1d(2048))
+    path = save_quantized(tmp_path / "q.safetensors", model, bits=4, group_size=32)
+    with safe_open(str(path), framework="np") as handle:
+        names = set(handle.keys())
+        quantization = json.loads(handle.metadata()["seqdl.quantization"])
+    assert {"0.weight.q", "0.weight.scale", "1.weight_ih_l0.q", "1.weight_hh_l0.q"} <= names
+    assert {"0.bias", "1.bias_ih_l0", "2.weight", "3.weight", "3.running_mean"} <= names  # small or 1-D: float32
+    assert quantization["bits"] == 4 and quantization["group_size"] == 32 and "symmetric" in quantization["scheme"]
+    assert quantization["tensors"]["0.weight"] == [32, 16, 5]
+    info = describe(path)
+    assert info["n_parameters"] == sum(a.size for a in model.state_dict().values())
+    assert info["n_tensors"] == len(model.state_dict()) and info["quantization"]["bits"] == 4
+    restored = load_quantized(path, nn.Sequential(nn.Conv1d(16, 32, 5), nn.GRU(32, 32), nn.Linear(3, 2),
+                                                  nn.BatchNorm1d(2048)))
+    np.testing.assert_array_equal(restored[2].weight.data, model[2].weight.data)
+    error = np.abs(restored[1].weight_hh_l0.data - model[1].weight_hh_l0.data).max()
+    assert 0 < error < np.abs(model[1].weight_hh_l0.data).max() / 7
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="bits must be 8 or 4"):
+        save_quantized("unused.safetensors", _model(), bits=3)
+    with pytest.raises(ValueError, match="group_size"):
+        quantize_int4(np.ones((2, 8), np.float32), group_size=5)
