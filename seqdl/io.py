@@ -47,6 +47,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield temp
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(temp, _new_file_mode())  # some writers (safetensors) create their files owner-only
         os.replace(temp, final)
         _fsync_directory(final.parent)
     except BaseException:
@@ -60,6 +61,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     with atomic_path(path) as temp:
         with open(temp, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process umask (which can only be read by setting it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -131,7 +139,12 @@ def progress_bar(quiet: bool = False, unit: str = "") -> Progress:
     if unit:
         columns.append(TextColumn(unit))
     columns += [TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
-    return Progress(*columns, console=stderr_console, disable=quiet, transient=False)
+    return Progress(*columns, console=stderr_console, disable=hide_progress(quiet), transient=False)
+
+
+def hide_progress(quiet: bool) -> bool:
+    """Bars are for people: hidden with ``--quiet`` and when stderr is a log file or pipe, not a terminal."""
+    return quiet or not stderr_console.is_terminal
 
 
 def warn(message: str) -> None:

@@ -32,11 +32,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .checkpoint import QUANTIZATION, load, save, write_safetensors
+from .checkpoint import QUANTIZATION, STEP, load, save, write_safetensors
 from .nn.module import Module
 
 __all__ = ["quantize_int8", "dequantize_int8", "quantize_int4", "dequantize_int4", "quantize_state",
-           "dequantize_state", "save_quantized", "load_quantized", "quantization_report"]
+           "dequantize_state", "save_quantized", "load_quantized", "quantize_file", "quantization_report"]
 
 SCHEMES = {
     8: "symmetric int8 per output channel: w = q * scale[row]",
@@ -136,6 +136,22 @@ def save_quantized(path: str | os.PathLike, model: Module, bits: int = 8, group_
     tensors, info = quantize_state(model.state_dict(), bits, group_size, min_elements)
     return write_safetensors(path, tensors, kind=kind, config=config, metadata=metadata,
                              entries={QUANTIZATION: json.dumps(info)})
+
+
+def quantize_file(source: str | os.PathLike, target: str | os.PathLike, bits: int = 8, group_size: int = 64,
+                  min_elements: int = 1024) -> Path:
+    """A model file with quantised weights: kind, config, step and metadata kept, optimizer state dropped.
+
+    This is how a trained model becomes small enough to ship; the source may be
+    any seqdl model or training checkpoint (of any kind).
+    """
+    saved = load(source)
+    tensors, info = quantize_state(saved.state_dict, bits, group_size, min_elements)
+    entries = {QUANTIZATION: json.dumps(info)}
+    if saved.step is not None:
+        entries[STEP] = str(saved.step)
+    return write_safetensors(target, tensors, kind=saved.kind, config=saved.config, metadata=saved.metadata,
+                             entries=entries)
 
 
 def load_quantized(path: str | os.PathLike, model: Module, kind: str | None = None) -> Module:

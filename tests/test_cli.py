@@ -44,3 +44,25 @@ def test_corrupt_model_and_unknown_command(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     result = seqdl_cli("frobnicate")
     assert result.returncode == 2 and result.stderr.startswith("seqdl: error:")
+
+
+def test_quantize_keeps_kind_config_step_and_metadata_and_drops_optimizer(tmp_path):
+    seqdl.manual_seed(0)
+    model = seqdl.nn.Sequential(seqdl.nn.Embedding(40, 32), seqdl.nn.Linear(32, 64), seqdl.nn.Linear(64, 40))
+    optimizer = seqdl.optim.AdamW(model.parameters())
+    source = seqdl.save(tmp_path / "m.ckpt.safetensors", model, optimizer=optimizer, step=12, kind="text",
+                        config={"hidden": 64}, metadata={"seqdl.vocab": ["a", "b"]})
+    result = seqdl_cli("quantize", str(source), "--out", str(tmp_path / "m8.safetensors"), "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["bytes_after"] < record["bytes_before"] / 3
+    small = seqdl.load(tmp_path / "m8.safetensors", kind="text")
+    assert small.step == 12 and small.config == {"hidden": 64} and small.metadata["seqdl.vocab"] == ["a", "b"]
+    assert small.optimizer_state is None
+    for name, value in model.state_dict().items():
+        step = np.abs(value).max() / 127
+        assert np.abs(small.state_dict[name] - value).max() <= step / 2 + 1e-7, name
+
+    bad = seqdl_cli("quantize", str(source), "--out", str(tmp_path / "x.safetensors"), "--bits", "3")
+    assert bad.returncode == 2 and bad.stderr.strip() == "seqdl: error: --bits must be 8 or 4, not 3"
+    assert not (tmp_path / "x.safetensors").exists()

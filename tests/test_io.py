@@ -1,0 +1,68 @@
+"""Shared output helpers: atomic writes leave nothing partial, inputs expand predictably, provenance is complete."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+
+import pytest
+
+from seqdl.errors import SeqdlError
+from seqdl.io import atomic_open, atomic_path, check_output_path, expand_inputs, provenance
+
+
+def test_atomic_write_replaces_only_on_success_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as handle:
+            handle.write("half of the new")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == "old" and sorted(tmp_path.iterdir()) == [target]
+    with atomic_open(target) as handle:
+        handle.write("new")
+    assert target.read_text() == "new" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_files_get_the_usual_permissions_even_from_owner_only_writers(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "model.bin") as temp:
+            fd = os.open(temp, os.O_CREAT | os.O_WRONLY, 0o600)  # as safetensors' writer creates its files
+            os.close(fd)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "model.bin").stat().st_mode) == 0o644
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    with pytest.raises(SeqdlError, match="does not exist"):
+        check_output_path(tmp_path / "missing" / "out.parquet")
+    with pytest.raises(SeqdlError, match="is a directory"):
+        check_output_path(tmp_path)
+    assert check_output_path(tmp_path / "out.parquet") == tmp_path / "out.parquet"
+
+
+def test_inputs_expand_globs_in_order_and_refuse_what_is_not_a_file(tmp_path):
+    for name in ("b.txt", "a.txt", "c.fa"):
+        (tmp_path / name).write_text(name)
+    (tmp_path / "sub").mkdir()
+    found = expand_inputs([tmp_path / "c.fa", str(tmp_path / "*.txt")])
+    assert [p.name for p in found] == ["c.fa", "a.txt", "b.txt"]
+    with pytest.raises(SeqdlError, match="no file matches"):
+        expand_inputs([str(tmp_path / "*.gz")])
+    with pytest.raises(SeqdlError, match="no such file"):
+        expand_inputs([tmp_path / "missing.txt"])
+    with pytest.raises(SeqdlError, match="is a directory"):
+        expand_inputs([tmp_path / "sub"])
+
+
+def test_provenance_names_version_command_parameters_inputs_and_model_with_checksums(tmp_path):
+    data, model = tmp_path / "in.txt", tmp_path / "m.safetensors"
+    data.write_bytes(b"some text")
+    model.write_bytes(b"weights")
+    meta = provenance("textgen", {"temperature": 0.8}, [data], model)
+    assert json.loads(meta["seqdl.params"]) == {"temperature": 0.8} and meta["seqdl.command"] == "textgen"
+    assert json.loads(meta["seqdl.inputs"]) == [{"path": str(data), "sha256": hashlib.sha256(b"some text").hexdigest()}]
+    assert meta["seqdl.model_sha256"] == hashlib.sha256(b"weights").hexdigest() and meta["seqdl.version"]
