@@ -33,7 +33,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from seqdl.errors import SeqdlError
-from seqdl.io import atomic_open, atomic_path, progress_bar
+from seqdl.io import atomic_open, progress_bar
 
 UNKNOWN = "\ufffd"  # id 0: rare characters, characters outside the vocabulary, and bytes replaced by --errors replace
 N_CODEPOINTS = 0x110000
@@ -367,15 +367,13 @@ def _encode_to_cache(paths: Sequence[Path], options: CorpusOptions, vocab: Vocab
         n_chars = int(counts.sum())
         split(n_chars)
         progress.update(task, description="encoding", completed=0)
-        with atomic_path(data_path) as temp:
-            ids = np.lib.format.open_memmap(temp, mode="w+", dtype=vocab.dtype, shape=(n_chars,))
-            position = 0
+        # written with plain writes, not through a memory map: mapped dirty pages would count the whole corpus
+        # in this process's resident memory
+        header = {"descr": np.lib.format.dtype_to_descr(vocab.dtype), "fortran_order": False, "shape": (n_chars,)}
+        with atomic_open(data_path, "wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, header)
             for text in _texts(paths, options, advance):
-                encoded = vocab.encode(text)
-                ids[position:position + len(encoded)] = encoded
-                position += len(encoded)
-            ids.flush()
-            del ids
+                handle.write(vocab.encode(text).astype(vocab.dtype, copy=False).tobytes())
     n_unknown = int(counts.sum() - counts[vocab.code_points[1:]].sum())
     record = {"key": key, "vocab": list(vocab.chars), "rare": rare, "n_chars": n_chars, "n_unknown": n_unknown}
     with atomic_open(key_path) as handle:

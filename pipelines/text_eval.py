@@ -317,7 +317,7 @@ def score_files(model: CharModel, vocab: Vocabulary, paths: list[Path], encoding
     scores = {path: FileScore(path) for path in paths}
     newline = start_id(vocab)
     streams = (_segment_stream(i, s, vocab, encoding, errors, warmup_bytes) for i, s in enumerate(segments))
-    counters = {i: _LineCounter(str(s.path), s.first_line + 1) for i, s in enumerate(segments)}
+    counters: dict[int, _LineCounter] = {}
     total_bytes = sum(p.stat().st_size for p in paths)
     with progress_bar(quiet, "bytes") as progress, _line_writer(per_line_out, provenance_meta or {}) as writer:
         task = progress.add_task("scoring", total=total_bytes, status="")
@@ -329,26 +329,65 @@ def score_files(model: CharModel, vocab: Vocabulary, paths: list[Path], encoding
             score.unknown += int(np.count_nonzero(targets == 0))
             progress.advance(task, len(targets))  # characters approximate bytes for a progress bar
             if writer is not None:
-                counter = counters[key]
+                counter = counters.setdefault(key, _LineCounter(str(segment.path), segment.first_line + 1))
                 score.lines += counter.add(targets, nats, newline, done)
                 if done or counter.pending_rows() >= ROW_GROUP_LINES:
-                    table = counter.take_rows()
-                    if table is not None:
-                        writer.write_table(table)
+                    writer.add(key, counter.take_rows(), done)
             if done:
-                counters.pop(key)
+                counters.pop(key, None)
     return [scores[p] for p in paths]
 
 
+class _OrderedRows:
+    """Writes per-line rows in file and line order, in row groups of about ``ROW_GROUP_LINES`` rows.
+
+    Segments run side by side and finish out of order; the rows of a segment
+    wait until every segment before it is written. (One row group per segment
+    would make thousands of tiny row groups: a footer that grows with the input
+    and slow readers.)
+    """
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        self.writer = writer
+        self.next_key = 0  # the first segment not yet written completely
+        self.waiting: dict[int, list[pa.Table]] = {}
+        self.finished: set[int] = set()
+        self.buffer: list[pa.Table] = []
+        self.buffered = 0
+
+    def add(self, key: int, table: pa.Table | None, done: bool) -> None:
+        if table is not None:
+            self.waiting.setdefault(key, []).append(table)
+        if done:
+            self.finished.add(key)
+        while self.next_key in self.waiting or self.next_key in self.finished:
+            for part in self.waiting.pop(self.next_key, []):
+                self.buffer.append(part)
+                self.buffered += part.num_rows
+            if self.next_key not in self.finished:
+                break
+            self.finished.remove(self.next_key)
+            self.next_key += 1
+        if self.buffered >= ROW_GROUP_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.writer.write_table(pa.concat_tables(self.buffer))
+            self.buffer, self.buffered = [], 0
+
+
 @contextmanager
-def _line_writer(out: Path | None, metadata: dict[str, str]) -> Iterator[pq.ParquetWriter | None]:
+def _line_writer(out: Path | None, metadata: dict[str, str]) -> Iterator["_OrderedRows | None"]:
     """A Parquet writer to a temp file that is renamed into place only if scoring completes."""
     if out is None:
         yield None
         return
     with atomic_path(out) as temp:
         with pq.ParquetWriter(temp, LINE_SCHEMA.with_metadata(metadata)) as writer:
-            yield writer
+            rows = _OrderedRows(writer)
+            yield rows
+            rows.flush()
 
 
 def evaluate_files(model_path: Path, paths: list[Path], encoding: str, errors: str, per_line_out: Path | None,
