@@ -1,0 +1,289 @@
+"""The DNA models: a per-base, strand-aware coding model and a causal DNA language model, in one module.
+
+- ``coding``: one-hot bases -> two Conv1d layers (the second dilated: 33 bases, 11
+  codons, of receptive field) -> bidirectional GRU -> per base, for each strand, 4 classes:
+  non-coding or codon position 0/1/2 of a gene on that strand. Codon positions
+  (not just "coding") let gene calling tell a gene from its shadow ORFs in the
+  other frames.
+- ``lm``: previous base one-hot -> GRU -> next-base logits (bits/base). The - strand
+  is scored by running it on the reverse complement.
+
+Both read fixed *tiles* of the record: tile ``k`` is ``[k*tile, (k+1)*tile)`` in
+record coordinates, seen with ``context`` bases on each side (zeros beyond the
+record's ends). Because tiles depend on record coordinates only, the results do
+not depend on how the FASTA was chunked.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import seqdl
+from seqdl import nn
+from seqdl.checkpoint import Checkpoint, load
+from seqdl.errors import CheckpointError, SeqdlError
+from seqdl.nn.conv import Conv1d
+from seqdl.nn.recurrent import GRU
+from seqdl.tensor import Tensor, log_softmax_array
+
+from .fasta import N, reverse_complement
+
+KIND = "dna"
+CLASSES = ["noncoding", "codon0", "codon1", "codon2"]  # per strand
+THREADS = 2  # the coding and language models run side by side (see score)
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / "dna-ecoli.safetensors"
+
+
+@dataclass(frozen=True)
+class DnaConfig:
+    channels: int = 32
+    kernel: int = 9
+    hidden: int = 64  # the shipped model's sizes (data/dna-ecoli.safetensors)
+    lm_hidden: int = 96
+    tile: int = 2000
+    context: int = 200
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < 1:
+                raise SeqdlError(f"--{f.name.replace('_', '-')} must be positive, not {getattr(self, f.name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "DnaConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def one_hot(codes: np.ndarray) -> np.ndarray:
+    """(B, T) codes -> (T, B, 4) float32; N (and padding) is all zeros."""
+    eye = np.vstack([np.eye(4, dtype=np.float32), np.zeros((1, 4), np.float32)])
+    return eye[codes.T]
+
+
+class CodingNet(nn.Module):
+    def __init__(self, config: DnaConfig) -> None:
+        super().__init__()
+        c, k = config.channels, config.kernel
+        self.conv1 = Conv1d(4, c, k, padding=k // 2)
+        self.conv2 = Conv1d(c, c, k, padding=(k // 2) * 3, dilation=3)
+        self.rnn = GRU(c, config.hidden, bidirectional=True)
+        self.head = nn.Linear(2 * config.hidden, 2 * len(CLASSES))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(T, B, 4) one-hot -> (T, B, 8) logits: + strand classes, then - strand classes."""
+        y = x.transpose(0, 1).transpose(1, 2)  # (B, 4, T)
+        y = self.conv2(self.conv1(y).relu()).relu()
+        out, _ = self.rnn(y.transpose(1, 2).transpose(0, 1))
+        return self.head(out)
+
+
+class LanguageNet(nn.Module):
+    def __init__(self, config: DnaConfig) -> None:
+        super().__init__()
+        self.rnn = GRU(4, config.lm_hidden)
+        self.head = nn.Linear(config.lm_hidden, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(T, B, 4) one-hot of the *previous* base -> (T, B, 4) next-base logits."""
+        out, _ = self.rnn(x)
+        return self.head(out)
+
+
+class DnaModel(nn.Module):
+    def __init__(self, config: DnaConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.coding = CodingNet(config)
+        self.lm = LanguageNet(config)
+
+
+def shifted(x: np.ndarray) -> np.ndarray:
+    """The LM's input: each position sees the one-hot of the base before it (zeros first)."""
+    out = np.zeros_like(x)
+    out[1:] = x[:-1]
+    return out
+
+
+# ------------------------------------------------------------ inference
+@dataclass
+class TileScores:
+    """Per-base results for a stretch of a record: ``coding`` (2, 3, L) codon-position probabilities per strand,
+    ``bits`` (2, L) language-model bits for each base on each strand (NaN for N)."""
+
+    coding: np.ndarray
+    bits: np.ndarray
+
+
+def tile_windows(padded: np.ndarray, n_tiles: int, tile: int, context: int) -> np.ndarray:
+    """(n_tiles, tile + 2*context) views into ``padded`` (which starts ``context`` bases before tile 0)."""
+    view = np.lib.stride_tricks.sliding_window_view(padded, tile + 2 * context)
+    return view[::tile][:n_tiles]
+
+
+def score(model: DnaModel, codes: np.ndarray, offset: int, core_start: int, core_end: int, record_length: int | None,
+          batch_tiles: int = 32) -> TileScores:
+    """Scores of bases ``[core_start, core_end)``; ``codes`` holds bases from ``offset`` on (with context).
+
+    ``core_start`` must be a multiple of the tile size; bases past ``record_length``
+    (or past ``codes`` when the record goes on) count as padding only if the record
+    really ends there, which the caller guarantees by giving enough context.
+
+    The coding model and the language model of each batch of tiles run as separate
+    tasks on two threads: NumPy releases the GIL in the GEMMs and gate maths that
+    dominate, so the second core does real work.
+    """
+    cfg = model.config
+    tile, context = cfg.tile, cfg.context
+    n_tiles = -(-(core_end - core_start) // tile)
+    lo, hi = core_start - context, core_start + n_tiles * tile + context
+    padded = np.full(hi - lo, N, np.uint8)
+    avail_lo, avail_hi = max(lo, offset), min(hi, offset + len(codes))
+    if record_length is not None:
+        avail_hi = min(avail_hi, record_length)
+    padded[avail_lo - lo:avail_hi - lo] = codes[avail_lo - offset:avail_hi - offset]
+    windows = tile_windows(padded, n_tiles, tile, context)
+    coding = np.empty((n_tiles, 2, 3, tile), np.float32)
+    bits = np.empty((n_tiles, 2, tile), np.float32)
+    model.eval()
+
+    def run_coding(first: int, batch: np.ndarray) -> None:
+        coding[first:first + len(batch)] = _coding_probs(model, batch, context)
+
+    def run_lm(first: int, batch: np.ndarray, strand: int) -> None:
+        bits[first:first + len(batch), strand] = _lm_bits(model, batch, context, strand)
+
+    # One BLAS thread per task: BLAS threads on top of ours only oversubscribe the cores (a 6x slower scan when
+    # the machine is busy).
+    with seqdl.no_grad(), threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(THREADS) as pool:
+        tasks = []
+        for first in range(0, n_tiles, batch_tiles):
+            batch = np.ascontiguousarray(windows[first:first + batch_tiles])
+            tasks += [pool.submit(run_coding, first, batch), pool.submit(run_lm, first, batch, 0),
+                      pool.submit(run_lm, first, batch, 1)]
+        for task in tasks:
+            task.result()  # re-raises a worker's exception
+    length = core_end - core_start
+    coding = coding.transpose(1, 2, 0, 3).reshape(2, 3, -1)[:, :, :length]
+    bits = bits.transpose(1, 0, 2).reshape(2, -1)[:, :length]
+    return TileScores(coding, bits)
+
+
+def _coding_probs(model: DnaModel, batch: np.ndarray, context: int) -> np.ndarray:
+    net = model.coding
+    y = Tensor(one_hot(batch).transpose(1, 2, 0))  # (B, 4, T)
+    features = net.conv2(net.conv1(y).relu()).relu().data.transpose(2, 0, 1)  # (T, B, C)
+    out = np.concatenate([gru_inference(features, net.rnn, 0), gru_inference(features, net.rnn, 1)], axis=2)
+    logits = linear_inference(out[context:-context], net.head)  # (tile, B, 8)
+    logp = log_softmax_array(logits.reshape(*logits.shape[:2], 2, 4), axis=-1)
+    return np.exp(logp[..., 1:]).transpose(1, 2, 3, 0)  # (B, 2, 3, tile)
+
+
+def _lm_bits(model: DnaModel, batch: np.ndarray, context: int, strand: int) -> np.ndarray:
+    """(B, tile) bits of each base on one strand (NaN for N), in + strand order."""
+    # + strand: left context, then the tile; - strand: right context first, then the tile, reverse-complemented
+    seqs = batch[:, :-context] if strand == 0 else _rc_rows(batch[:, context:])
+    hidden = gru_inference(shifted(one_hot(seqs)), model.lm.rnn, 0)[context:]
+    logp = log_softmax_array(linear_inference(hidden, model.lm.head), axis=-1)  # (tile, B, 4)
+    target = seqs[:, context:].T
+    picked = np.take_along_axis(logp, np.minimum(target, 3)[..., None], axis=-1)[..., 0]
+    bits = (np.where(target == N, np.nan, -picked) / np.log(2)).T.astype(np.float32)  # (B, tile)
+    return bits if strand == 0 else bits[:, ::-1]
+
+
+def linear_inference(x: np.ndarray, layer: nn.Linear) -> np.ndarray:
+    out = x @ layer.weight.data.T
+    if layer.bias is not None:
+        out += layer.bias.data
+    return out
+
+
+def gru_inference(x: np.ndarray, gru: GRU, direction: int, block: int = 256) -> np.ndarray:
+    """One direction of a one-layer GRU on (T, B, I) inputs, without autograd: same maths as the core's GRU, but
+    it keeps only the outputs (the core keeps every gate for backward, 8x the memory) and projects the inputs
+    ``block`` steps at a time."""
+    suffix = "_l0_reverse" if direction else "_l0"
+    w_ih, w_hh = getattr(gru, "weight_ih" + suffix).data, getattr(gru, "weight_hh" + suffix).data
+    b_ih, b_hh = getattr(gru, "bias_ih" + suffix).data, getattr(gru, "bias_hh" + suffix).data
+    steps, batch, _ = x.shape
+    hidden = w_hh.shape[1]
+    h2 = 2 * hidden
+    bias = b_ih.copy()
+    bias[:h2] += b_hh[:h2]  # b_hn must stay inside r * (W_hn h + b_hn)
+    b_hn = b_hh[h2:]
+    w_ih_t, w_hh_t = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
+    out = np.empty((steps, batch, hidden), np.float32)
+    hp = np.empty((batch, 3 * hidden), np.float32)
+    gates = np.empty((batch, h2), np.float32)
+    h = np.zeros((batch, hidden), np.float32)
+    order = np.arange(steps)[::-1] if direction else np.arange(steps)
+    for first in range(0, steps, block):
+        times = order[first:first + block]
+        xp = x[times] @ w_ih_t
+        xp += bias
+        for t, xp_t in zip(times, xp):
+            np.matmul(h, w_hh_t, out=hp)
+            np.add(xp_t[:, :h2], hp[:, :h2], out=gates)
+            gates *= 0.5  # sigmoid(v) = (1 + tanh(v / 2)) / 2
+            np.tanh(gates, out=gates)
+            gates *= 0.5
+            gates += 0.5
+            n = hp[:, h2:]
+            n += b_hn
+            n *= gates[:, :hidden]
+            n += xp_t[:, h2:]
+            np.tanh(n, out=n)
+            new = out[t]
+            np.subtract(h, n, out=new)
+            new *= gates[:, hidden:]
+            new += n
+            h = new
+    return out
+
+
+def _rc_rows(rows: np.ndarray) -> np.ndarray:
+    """Reverse complement of each row."""
+    return reverse_complement(rows.ravel()).reshape(rows.shape)[::-1]
+
+
+# ------------------------------------------------------------ files
+def default_model_path() -> Path:
+    return DEFAULT_MODEL
+
+
+def _check_config_against_tensors(config: DnaConfig, tensors: dict[str, np.ndarray], path: Path) -> None:
+    """Refuse a config that does not match the weights *before* building the model from it (an edited header
+    could otherwise ask for gigabytes); tile and context shape no tensor, so they get sane bounds instead."""
+    expected = {"coding.conv1.weight": (config.channels, 4, config.kernel),
+                "coding.rnn.weight_hh_l0": (3 * config.hidden, config.hidden),
+                "lm.rnn.weight_hh_l0": (3 * config.lm_hidden, config.lm_hidden)}
+    for name, shape in expected.items():
+        found = tuple(tensors[name].shape) if name in tensors else None
+        if found != shape:
+            raise CheckpointError(f"config does not match the weights: {name} is {found}, the config says {shape}",
+                                  str(path))
+    if config.tile > 1_000_000 or config.context > 100_000:
+        raise CheckpointError(f"config tile {config.tile} / context {config.context} out of range", str(path))
+
+
+def load_dna_model(path: str | Path) -> tuple[DnaModel, Checkpoint]:
+    path = Path(path)
+    if not path.is_file():
+        raise SeqdlError("no such model file", str(path))
+    saved = load(path, kind=KIND)
+    try:
+        config = DnaConfig.from_dict(saved.config)
+    except (TypeError, SeqdlError) as exc:
+        raise CheckpointError(f"bad DNA model config: {exc}", str(path)) from None
+    _check_config_against_tensors(config, saved.state_dict, path)
+    model = DnaModel(config)
+    saved.restore(model)
+    model.eval()
+    return model, saved

@@ -1,0 +1,67 @@
+"""``--adapt``: long-ORF pseudo-labels and the fine-tuning that uses them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import seqdl
+from pipelines.dna_adapt import IGNORE, AdaptOptions, adapt, long_orfs, open_stretch, pseudo_labels
+from pipelines.dna_model import KIND, DnaConfig, DnaModel
+from pipelines.fasta import decode, encode, reverse_complement
+from pipelines.scan import ScanOptions, read_scan_metadata, scan_files
+from seqdl import checkpoint
+from seqdl.errors import SeqdlError
+
+# a 600 bp gene body free of stops in its frame
+BODY = "GCT" * 100 + "AAA" * 100
+
+
+def test_long_orfs_on_both_strands_with_exact_coordinates():
+    gene = "ATG" + BODY + "TAA"
+    spacer = "TAAT" * 24  # a stop in every frame of both strands
+    seq = spacer + gene + spacer + decode(reverse_complement(encode(gene))) + spacer
+    orfs = {(o.start, o.end, o.strand) for o in long_orfs(encode(seq), 600)}
+    plus = (96, 96 + len(gene), 0)
+    minus = (plus[1] + 96, plus[1] + 96 + len(gene), 1)
+    assert plus in orfs and minus in orfs
+    labels = pseudo_labels(encode(seq), AdaptOptions(min_orf=600))
+    assert labels[0, plus[0]:plus[1]].tolist() == [0, 1, 2] * (len(gene) // 3)
+    assert labels[1, minus[0]:minus[1]].tolist() == [2, 1, 0] * (len(gene) // 3)
+    assert (labels[:, :80] == -1).all()  # stops in every frame: surely non-coding
+    assert set(np.unique(labels).tolist()) <= {IGNORE, -1, 0, 1, 2}
+
+
+def test_open_stretch_counts_the_longest_stop_free_frame():
+    seq = encode("TAA" + "C" * 30 + "TAA")
+    stretch = open_stretch(seq)
+    assert stretch[3] == 35  # frame 0: 30 bp between its stops, but frame 1 has none: bases 1..35
+    spaced = open_stretch(encode("TAAT" * 10 + "GCT" * 40 + "TAAT" * 10))
+    assert spaced[:30].max() <= 9 and spaced[60] >= 120
+
+
+def test_adapt_changes_only_the_coding_model():
+    seqdl.manual_seed(0)
+    model = DnaModel(DnaConfig(channels=4, hidden=4, lm_hidden=4, tile=50, context=10))
+    codes = {"x": encode(("TAAT" * 40 + "ATG" + BODY + "TAA") * 3)}
+    tuned = adapt(model, codes, AdaptOptions(steps=3, batch_size=2, seq_len=100), quiet=True)
+    before, after = model.state_dict(), tuned.state_dict()
+    assert any(not np.array_equal(before[k], after[k]) for k in before if k.startswith("coding."))
+    assert all(np.array_equal(before[k], after[k]) for k in before if k.startswith("lm."))
+
+
+def test_scan_with_adapt_records_it_in_the_metadata(tmp_path):
+    seqdl.manual_seed(0)
+    model = DnaModel(DnaConfig(channels=4, hidden=4, lm_hidden=4, tile=50, context=10))
+    model_path = tmp_path / "m.safetensors"
+    checkpoint.save(model_path, model, config=model.config.to_dict(), kind=KIND)
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">x\n" + ("TAAT" * 40 + "ATG" + BODY + "TAA") * 2 + "\n")
+    out = tmp_path / "s.parquet"
+    options = ScanOptions(window=200, stride=200, adapt=AdaptOptions(steps=2, batch_size=2, seq_len=100))
+    scan_files([fasta], model_path, out, options, quiet=True)
+    assert read_scan_metadata(out)["seqdl.params"]["adapt"]["steps"] == 2
+
+
+def test_adapt_steps_must_be_positive():
+    with pytest.raises(SeqdlError, match="--adapt-steps must be positive"):
+        AdaptOptions(steps=0)
