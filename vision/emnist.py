@@ -1,0 +1,181 @@
+"""EMNIST letters: reading the idx files, preparing page crops the way EMNIST was made, and crop statistics.
+
+EMNIST (Cohen et al. 2017, arXiv:1702.05373) made each 28x28 letter from a
+bilevel 128x128 NIST scan: Gaussian blur (sigma 1), crop to the ink, centre the
+crop in a square with a 2-pixel border (aspect ratio kept), bicubic resampling to
+28x28, intensities stretched to 0..255, white ink on black. :func:`prepare_crops`
+repeats those steps on letters cut out of a page, after scaling each letter to
+the size a NIST character has in its 128x128 box and bringing its strokes to the
+width of NIST's pens (a fine pen on a large letter would otherwise come out as
+hairlines), so that a classifier trained on EMNIST sees the same kind of image.
+The idx files store every image transposed; :func:`read_idx_images` returns
+them upright (``img.T``) and so do the crops.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from seqdl.errors import SeqdlError
+
+from .layout import stroke_width
+
+SIZE = 28
+NIST_LETTER_SIDE = 32   # long side of a letter's ink in NIST pixels: gives EMNIST's ink box (22 of 28 px)
+NIST_BLUR_SIGMA = 1.0   # EMNIST's Gaussian blur, in NIST pixels
+NIST_BORDER = 2         # EMNIST's border around the region of interest, in NIST pixels
+SUPERSAMPLE = 4         # the NIST frame is worked on at this many times its resolution
+NIST_STROKE = 4         # NIST's typical pen width in NIST pixels: EMNIST letters prepared again keep their
+                        # ink fraction (0.153 vs 0.155) and stroke width (3.2 vs 3.0 px of 28)
+IDX_IMAGES_MAGIC = 0x803
+IDX_LABELS_MAGIC = 0x801
+ALPHABET = "abcdefghijklmnopqrstuvwxyz"  # EMNIST letters label k (1..26) is ALPHABET[k - 1], either case
+
+
+def _read_idx(path: str | os.PathLike, magic: int, ndim: int) -> np.ndarray:
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as exc:
+        raise SeqdlError(f"cannot read idx file: {exc}", str(path)) from exc
+    header = 4 + 4 * ndim
+    if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
+        raise SeqdlError(f"not an idx file with magic {magic:#x}", str(path))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) - header != int(np.prod(shape)):
+        raise SeqdlError(f"idx file holds {len(raw) - header} bytes of data, header says {shape}", str(path))
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def read_idx_images(path: str | os.PathLike) -> np.ndarray:
+    """(N, 28, 28) uint8 images, upright (the file stores them transposed), white ink on black."""
+    images = _read_idx(path, IDX_IMAGES_MAGIC, 3)
+    return np.ascontiguousarray(images.transpose(0, 2, 1))
+
+
+def read_idx_labels(path: str | os.PathLike) -> np.ndarray:
+    """(N,) uint8 labels; for EMNIST letters 1..26 = a..z (upper and lower case share a label)."""
+    return _read_idx(path, IDX_LABELS_MAGIC, 1).copy()
+
+
+def load_emnist_letters(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The EMNIST letters test images and labels held in ``directory`` (the shared-data layout)."""
+    directory = Path(directory)
+    images = read_idx_images(directory / "emnist-letters-test-first10000-images-idx3-ubyte.gz")
+    labels = read_idx_labels(directory / "emnist-letters-test-first10000-labels-idx1-ubyte.gz")
+    if len(images) != len(labels):
+        raise SeqdlError(f"{len(images)} images but {len(labels)} labels", str(directory))
+    return images, labels
+
+
+def prepare_crop(ink: np.ndarray, angle_degrees: float = 0.0) -> np.ndarray:
+    """One letter's ink (2-D, ink > 0.5) -> a 28x28 uint8 EMNIST-style image.
+
+    ``angle_degrees`` is the slant of the letter's text line; the letter is turned
+    back by it so that letters on a tilted page come out upright.
+    """
+    picture = Image.fromarray(np.asarray(ink, np.float32), mode="F")
+    if abs(angle_degrees) > 0.25:
+        picture = picture.rotate(angle_degrees, resample=Image.Resampling.BILINEAR, expand=True)
+    letter = _crop_to_ink(np.asarray(picture) > 0.5)
+    if letter is None:
+        return np.zeros((SIZE, SIZE), np.uint8)
+    # Scale to the NIST frame (the letter's long side becomes NIST_LETTER_SIDE pixels), bilevel like a NIST
+    # scan, at SUPERSAMPLE times the resolution so that stroke edges can move by fractions of a NIST pixel.
+    scale = NIST_LETTER_SIDE * SUPERSAMPLE / max(letter.shape)
+    size = (max(1, round(letter.shape[1] * scale)), max(1, round(letter.shape[0] * scale)))
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    fine = np.asarray(Image.fromarray(letter.astype(np.float32), mode="F").resize(size, resample)) >= 0.5
+    margin = (int(4 * NIST_BLUR_SIGMA + NIST_STROKE) + 1) * SUPERSAMPLE   # room for the blur and a thicker stroke
+    fine = normalise_stroke(np.pad(fine, margin), NIST_STROKE * SUPERSAMPLE)
+    nist = _reduce(fine.astype(np.float32), SUPERSAMPLE)
+    soft = ndimage.gaussian_filter(nist, NIST_BLUR_SIGMA, mode="constant")
+    rows, cols = np.nonzero(soft > 1 / 255)
+    if rows.size == 0:
+        return np.zeros((SIZE, SIZE), np.uint8)
+    roi = soft[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
+    side = max(roi.shape) + 2 * NIST_BORDER
+    square = np.zeros((side, side), np.float32)
+    top, left = (side - roi.shape[0]) // 2, (side - roi.shape[1]) // 2
+    square[top: top + roi.shape[0], left: left + roi.shape[1]] = roi
+    small = np.asarray(Image.fromarray(square, mode="F").resize((SIZE, SIZE), Image.Resampling.BICUBIC))
+    small = np.clip(small, 0, None)
+    return np.round(small * (255 / small.max())).astype(np.uint8)
+
+
+def _crop_to_ink(mask: np.ndarray) -> np.ndarray | None:
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return None
+    return mask[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
+
+
+def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of each factor x factor block (the image is padded with zeros to a multiple of factor)."""
+    h, w = -(-image.shape[0] // factor) * factor, -(-image.shape[1] // factor) * factor
+    padded = np.zeros((h, w), image.dtype)
+    padded[: image.shape[0], : image.shape[1]] = image
+    return padded.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+
+
+def normalise_stroke(letter: np.ndarray, target: float) -> np.ndarray:
+    """Thicken or thin a bilevel letter to the pen width ``target`` (pixels).
+
+    Pens differ: a fine ballpoint on a large letter leaves strokes half as wide,
+    relative to the letter, as the NIST forms have. Moving every stroke edge by
+    half the difference (a distance transform) gives the classifier the stroke
+    weight EMNIST was made with.
+    """
+    width = stroke_width(letter)
+    change = (target - width) / 2
+    if change > 0:
+        return ndimage.distance_transform_edt(~letter) <= change
+    thinner = ndimage.distance_transform_edt(letter) > -change
+    return thinner if thinner.any() else letter
+
+
+def prepare_crops(inks: Sequence[np.ndarray], angles: Sequence[float] | None = None) -> np.ndarray:
+    """Many letters at once: the (N, 28, 28) uint8 batch a letter classifier takes in one call."""
+    angles = [0.0] * len(inks) if angles is None else angles
+    out = np.zeros((len(inks), SIZE, SIZE), np.uint8)
+    for i, (ink, angle) in enumerate(zip(inks, angles)):
+        out[i] = prepare_crop(ink, angle)
+    return out
+
+
+def crop_statistics(images: np.ndarray) -> dict[str, float]:
+    """Means of what tells prepared crops from EMNIST's: ink fraction, centre of mass, ink bounding box.
+
+    ``ink_fraction`` is the share of pixels above half intensity; the centre of
+    mass is intensity-weighted (row, column); the bounding box covers pixels above
+    half intensity.
+    """
+    images = np.asarray(images, np.float32) / 255.0
+    n = len(images)
+    ink = images > 0.5
+    weights = images.sum(axis=(1, 2))
+    keep = weights > 0
+    grid = np.arange(SIZE, dtype=np.float32)
+    com_row = (images.sum(axis=2) @ grid)[keep] / weights[keep]
+    com_col = (images.sum(axis=1) @ grid)[keep] / weights[keep]
+    any_rows, any_cols = ink.any(axis=2), ink.any(axis=1)
+    height = np.where(any_rows.any(1), SIZE - np.argmax(any_rows[:, ::-1], 1) - np.argmax(any_rows, 1), 0)
+    width = np.where(any_cols.any(1), SIZE - np.argmax(any_cols[:, ::-1], 1) - np.argmax(any_cols, 1), 0)
+    return {
+        "n": float(n),
+        "ink_fraction": float(ink.mean()),
+        "mean_intensity": float(images.mean()),
+        "com_row": float(com_row.mean()),
+        "com_col": float(com_col.mean()),
+        "bbox_height": float(height.mean()),
+        "bbox_width": float(width.mean()),
+        "bbox_long_side": float(np.maximum(height, width).mean()),
+    }
