@@ -123,6 +123,14 @@ def model_metadata(vocab: Vocabulary) -> dict[str, Any]:
     return {"seqdl.vocab": list(vocab.chars)}
 
 
+def parameter_count(config: ModelConfig) -> int:
+    """How many values a :class:`CharModel` of ``config`` holds, computed without building it."""
+    gates = {"gru": 3, "lstm": 4}[config.cell] * config.hidden
+    inputs = [config.embed] + [config.hidden] * (config.layers - 1)
+    rnn = sum(gates * (n + config.hidden) + 2 * gates for n in inputs)
+    return config.vocab_size * config.embed + rnn + config.vocab_size * (config.hidden + 1)
+
+
 def load_text_model(path: Path) -> tuple[CharModel, Vocabulary, Checkpoint]:
     """A text model (or training checkpoint) from ``path``, in eval mode; refuses other kinds of model."""
     checkpoint = load(path, kind=KIND)
@@ -135,6 +143,10 @@ def load_text_model(path: Path) -> tuple[CharModel, Vocabulary, Checkpoint]:
     if config.vocab_size != len(vocab):
         raise CheckpointError(f"has a vocabulary of {len(vocab)} characters but a model for {config.vocab_size}",
                               str(path))
+    stored = sum(array.size for array in checkpoint.state_dict.values())
+    if parameter_count(config) != stored:  # checked before building: an edited config could ask for terabytes
+        raise CheckpointError(f"its config describes {parameter_count(config):,} parameters but the file holds "
+                              f"{stored:,} (edited or corrupt config)", str(path))
     model = CharModel(config)
     checkpoint.restore(model)
     model.eval()

@@ -426,6 +426,7 @@ def _trained_on(inputs: list[Path], corpus: Corpus) -> dict[str, Any]:
 def _fresh(inputs: list[Path], model_path: Path, budget: Budget, model_overrides: dict[str, Any],
            train_overrides: dict[str, Any], corpus_options: CorpusOptions, settings: RunSettings) -> Trainer:
     options = TrainOptions(**train_overrides)
+    ModelConfig(vocab_size=1, **model_overrides)  # refuse bad options before the corpus cache is written
     corpus = load_corpus(inputs, model_path, corpus_options, window=options.seq_len, quiet=settings.quiet)
     if corpus.rare:
         warn(f"{len(corpus.rare)} characters seen fewer than {corpus_options.min_count} times are mapped to the "

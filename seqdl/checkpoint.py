@@ -40,7 +40,7 @@ from typing import Any, Mapping
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import save as serialize
 
 from . import __version__
 from . import random as _random
@@ -155,9 +155,17 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]
     if kind is not None:
         header[KIND] = kind
     header.update(_encode_metadata(metadata or {}))
+    # Serialised in memory and written by us: safetensors' own save_file writes a ``.tmpXXXXXX`` file of its own
+    # beside the target first, which a killed run would leave behind where no cleanup knows about it.
+    data = serialize({name: _contiguous(array) for name, array in tensors.items()}, metadata=header)
     with atomic_path(path) as temp:
-        save_file({name: _contiguous(array) for name, array in tensors.items()}, str(temp), metadata=header)
+        _write_file(temp, data)
     return Path(path)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 def _encode_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:

@@ -6,6 +6,7 @@ truncated file under the final name.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -42,6 +43,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     whatever was at ``path`` before is untouched.
     """
     final = check_output_path(path)
+    remove_stale_temps(final.parent, final.name)  # what a killed writer of this file left behind
     temp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
     try:
         yield temp
@@ -50,9 +52,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(temp, _new_file_mode())  # some writers (safetensors) create their files owner-only
         os.replace(temp, final)
         _fsync_directory(final.parent)
-    except BaseException:
+    except BaseException as exc:
         temp.unlink(missing_ok=True)
+        reason = _write_failure(exc)
+        if reason:
+            raise WriteError(f"cannot write: {reason}; nothing was written", str(final)) from exc
         raise
+
+
+class WriteError(SeqdlError, OSError):
+    """An output the disk would not take (full, quota, read-only): one line for the CLI, an OSError for callers."""
+
+    def __new__(cls, message: str, path: str | None = None) -> "WriteError":
+        return OSError.__new__(cls, message)  # one argument: given two, OSError reads them as (errno, strerror)
+
+
+# Write failures that are the disk's, not the program's. Rust and C++ writers (safetensors, Arrow) raise their own
+# exception types with the OS message inside, so the message is matched as well as the errno.
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+_DISK_MESSAGES = tuple(os.strerror(number) for number in _DISK_ERRNOS)
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """The OS reason if ``exc`` is a full disk, exceeded quota, too-large file or read-only file system."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return os.strerror(exc.errno)
+    if isinstance(exc, Exception) and not isinstance(exc, SeqdlError):
+        text = str(exc)
+        return next((message for message in _DISK_MESSAGES if message in text), None)
+    return None
 
 
 @contextmanager
@@ -61,6 +89,37 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     with atomic_path(path) as temp:
         with open(temp, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
+
+
+def remove_stale_temps(directory: str | os.PathLike, name: str | None = None) -> int:
+    """Delete temp files that killed runs left in ``directory`` (their writer process is gone); returns how many.
+
+    With ``name``, only the temp files of that output file.
+    """
+    removed = 0
+    pattern = f".{glob.escape(name)}.*{TEMP_SUFFIX}" if name else f".*{TEMP_SUFFIX}"
+    for temp in Path(directory).glob(pattern):
+        try:
+            pid = int(temp.name.split(".")[-3])
+        except (IndexError, ValueError):
+            continue
+        if not _process_alive(pid):
+            temp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    try:  # a killed process whose parent died too may linger as a zombie until init reaps it
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _new_file_mode() -> int:

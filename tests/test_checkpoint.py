@@ -217,11 +217,11 @@ def test_failed_save_keeps_previous_file_and_leaves_no_temp(tmp_path, monkeypatc
     before = path.read_bytes()
 
     def broken(*args, **kwargs):
-        with open(args[1], "wb") as handle:
+        with open(args[0], "wb") as handle:
             handle.write(b"partial")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("seqdl.checkpoint.save_file", broken)
+    monkeypatch.setattr("seqdl.checkpoint._write_file", broken)
     with pytest.raises(OSError, match="No space"):
         save(path, nn.Linear(2, 2))
     assert path.read_bytes() == before

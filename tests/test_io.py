@@ -66,3 +66,18 @@ def test_provenance_names_version_command_parameters_inputs_and_model_with_check
     assert json.loads(meta["seqdl.params"]) == {"temperature": 0.8} and meta["seqdl.command"] == "textgen"
     assert json.loads(meta["seqdl.inputs"]) == [{"path": str(data), "sha256": hashlib.sha256(b"some text").hexdigest()}]
     assert meta["seqdl.model_sha256"] == hashlib.sha256(b"weights").hexdigest() and meta["seqdl.version"]
+
+
+def test_stale_temps_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from seqdl.io import TEMP_SUFFIX, remove_stale_temps
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".out.parquet.{dead.stdout.strip()}.0123abcd{TEMP_SUFFIX}"
+    live = tmp_path / f".out.parquet.{os.getpid()}.4567abcd{TEMP_SUFFIX}"
+    for path in (stale, live, tmp_path / "out.parquet"):
+        path.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "out.parquet"])
