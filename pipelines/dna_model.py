@@ -129,7 +129,7 @@ def tile_windows(padded: np.ndarray, n_tiles: int, tile: int, context: int) -> n
 
 
 def score(model: DnaModel, codes: np.ndarray, offset: int, core_start: int, core_end: int, record_length: int | None,
-          batch_tiles: int = 32) -> TileScores:
+          batch_tiles: int = 32, threads: int = THREADS) -> TileScores:
     """Scores of bases ``[core_start, core_end)``; ``codes`` holds bases from ``offset`` on (with context).
 
     ``core_start`` must be a multiple of the tile size; bases past ``record_length``
@@ -137,7 +137,7 @@ def score(model: DnaModel, codes: np.ndarray, offset: int, core_start: int, core
     really ends there, which the caller guarantees by giving enough context.
 
     The coding model and the language model of each batch of tiles run as separate
-    tasks on two threads: NumPy releases the GIL in the GEMMs and gate maths that
+    tasks on ``threads`` threads: NumPy releases the GIL in the GEMMs and gate maths that
     dominate, so the second core does real work.
     """
     cfg = model.config
@@ -162,7 +162,7 @@ def score(model: DnaModel, codes: np.ndarray, offset: int, core_start: int, core
 
     # One BLAS thread per task: BLAS threads on top of ours only oversubscribe the cores (a 6x slower scan when
     # the machine is busy).
-    with seqdl.no_grad(), threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(THREADS) as pool:
+    with seqdl.no_grad(), threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
         tasks = []
         for first in range(0, n_tiles, batch_tiles):
             batch = np.ascontiguousarray(windows[first:first + batch_tiles])

@@ -30,7 +30,7 @@ from seqdl.io import atomic_open, atomic_path, check_output_path, progress_bar, 
 
 from .dna_adapt import AdaptOptions, adapt
 from .dna_genes import CallOptions, GeneCall, call_genes
-from .dna_model import DnaModel, load_dna_model, score
+from .dna_model import THREADS, DnaModel, load_dna_model, score
 from .fasta import C, G, N, FastaReader, read_records
 
 MARGIN = 30_000  # default longest gene (bp) the streaming caller guarantees to see whole
@@ -50,12 +50,15 @@ class ScanOptions:
     margin: int = MARGIN
     calls: CallOptions = field(default_factory=CallOptions)
     adapt: AdaptOptions | None = None  # fine-tune on each input first (reads that file whole: see dna_adapt)
+    threads: int = THREADS  # the coding and language models run side by side; a batch worker gets its own share
 
     def __post_init__(self) -> None:
         if self.window < 1:
             raise SeqdlError(f"--window must be positive, not {self.window}")
         if self.stride < 1:
             raise SeqdlError(f"--stride must be positive, not {self.stride}")
+        if self.threads < 1:
+            raise SeqdlError(f"--threads must be positive, not {self.threads}")
         if self.chunk_tiles < 1 or self.margin < 1:
             raise SeqdlError(f"--chunk-tiles and margin must be positive, not {self.chunk_tiles}, {self.margin}")
 
@@ -264,6 +267,14 @@ class FileReport:
         return asdict(self)
 
 
+def scan_params(options: ScanOptions) -> dict[str, Any]:
+    """The options that shape a scan's output, as recorded in its metadata (threads only change the speed)."""
+    params = {"window": options.window, "stride": options.stride, "calls": asdict(options.calls)}
+    if options.adapt:
+        params["adapt"] = asdict(options.adapt)
+    return params
+
+
 def scan_files(paths: list[Path], model_path: Path, out: Path, options: ScanOptions, *, bed: Path | None = None,
                gff: Path | None = None, bedgraph: Path | None = None, quiet: bool = False, command: str = "scan",
                params: dict[str, Any] | None = None, model: DnaModel | None = None,
@@ -277,9 +288,7 @@ def scan_files(paths: list[Path], model_path: Path, out: Path, options: ScanOpti
             check_output_path(path)
     if model is None:
         model, _ = load_dna_model(model_path)
-    params = {**(params or {}), "window": options.window, "stride": options.stride, "calls": asdict(options.calls)}
-    if options.adapt:
-        params["adapt"] = asdict(options.adapt)
+    params = {**(params or {}), **scan_params(options)}
     metadata = provenance(command, params, paths, model_path)
     reports = []
     started = time.monotonic()
@@ -307,7 +316,8 @@ def _scan_file(path: Path, model: DnaModel, options: ScanOptions, outputs: Outpu
         if scan is None or scan.record != chunk.record:
             scan = RecordScan(str(path), chunk.record, options)
             report.records += 1
-        scores = score(model, chunk.codes, chunk.start, chunk.core_start, chunk.core_end, None)
+        scores = score(model, chunk.codes, chunk.start, chunk.core_start, chunk.core_end, None,
+                       threads=options.threads)
         genes, spans, values = scan.add(chunk.core, scores.coding, scores.bits, chunk.last)
         outputs.genes(chunk.record, genes)
         outputs.windows(str(path), chunk.record, spans, values)

@@ -7,16 +7,21 @@ exit code 2; anything else is exit code 1 with the traceback only under ``--debu
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 import traceback
+import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from . import __version__
 from .errors import SeqdlError
+
+if TYPE_CHECKING:
+    from .batch import Job
 
 app = typer.Typer(
     name="seqdl",
@@ -39,8 +44,18 @@ def _root() -> None:
 
 
 def emit_json(obj: dict) -> None:
-    """One JSON Lines record on stdout."""
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    """One JSON Lines record on stdout; an undefined number (NaN, infinity) is null, as strict JSON needs."""
+    sys.stdout.write(json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False) + "\n")
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 @app.command()
@@ -225,14 +240,59 @@ def textgen(
         typer.echo("\n\n".join(prompt + sample for sample in samples))
 
 
+FROM_LIST = typer.Option(None, "--from-list", help="A file naming one input per line (with or instead of "
+                         "INPUTS).")
+WORKERS = typer.Option(None, "--workers", help="Batch mode on a local Dask cluster of N worker processes.")
+SCHEDULER = typer.Option(None, "--scheduler", help="Batch mode on an existing Dask cluster, e.g. "
+                         "tcp://host:8786.")
+THREADS = typer.Option(1, "--threads", help="Batch mode: cores per worker (one task runs per worker).")
+
+
+def _batch_inputs(patterns: Optional[list[str]], from_list: Optional[Path]) -> list[Path]:
+    from .batch import read_list
+    from .io import expand_inputs
+
+    patterns = list(patterns or []) + (read_list(from_list) if from_list is not None else [])
+    if not patterns:
+        raise SeqdlError("no inputs: give files, globs or --from-list FILE")
+    return expand_inputs(patterns)
+
+
+def _run_batch(job: "Job", paths: list[Path], out: Optional[Path], workers: Optional[int], scheduler: Optional[str],
+               quiet: bool, as_json: bool) -> None:
+    """Batch mode: a Parquet file per input and a manifest in ``out``; exit 3 if some inputs failed."""
+    from .batch import run_batch
+    from .io import command_line
+
+    if out is None:
+        raise SeqdlError("batch mode needs --out DIR")
+    result = run_batch(job, paths, out, workers=workers, scheduler=scheduler, quiet=quiet, command=command_line())
+    summary = result.summary()
+    if as_json:
+        for record in result.records + [summary]:
+            emit_json(record)
+    elif not quiet:
+        typer.echo(f"{out}: {summary['done']} of {summary['inputs']} inputs done ({summary['reused']} reused), "
+                   f"{summary['rows']:,} rows, {summary['units']:,} {job.unit} in {summary['seconds']:.1f} s")
+    for record in result.failed:
+        sys.stderr.write(f"seqdl: error: {record['error']}\n")
+    if result.failed:
+        raise typer.Exit(3)
+
+
 @eval_app.command("text")
 def eval_text(
-    inputs: list[str] = typer.Argument(..., help="Text files (plain or .gz) or globs to score."),
+    inputs: Optional[list[str]] = typer.Argument(None, help="Text files (plain or .gz) or globs to score."),
     model: Optional[Path] = typer.Option(None, "--model", help="Text model (default: the shipped one)."),
     per_line: bool = typer.Option(False, "--per-line", help="Write a Parquet row per line to --out."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Parquet file for --per-line scores."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Parquet file for --per-line scores; a directory (or "
+                                       "--workers/--scheduler): a Parquet file per input."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the inputs."),
     errors: str = typer.Option("strict", "--errors", help="strict: refuse undecodable bytes; replace: U+FFFD."),
+    from_list: Optional[Path] = FROM_LIST,
+    workers: Optional[int] = WORKERS,
+    scheduler: Optional[str] = SCHEDULER,
+    threads: int = THREADS,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines: one object per file, then a summary."),
 ) -> None:
@@ -240,14 +300,23 @@ def eval_text(
     from pipelines import text_model
     from pipelines.text_eval import evaluate_files
 
+    from .batch import is_batch_out
     from .io import check_output_path, command_line
 
     if per_line != (out is not None):
         raise SeqdlError("--per-line and --out go together: --per-line --out scores.parquet")
+    paths = _batch_inputs(inputs, from_list)
+    model_path = model or text_model.default_model_path()
+    if is_batch_out(out, workers, scheduler):
+        if not per_line:
+            raise SeqdlError("batch mode writes per-line scores: add --per-line --out DIR")
+        from pipelines.batch_jobs import text_job
+
+        _run_batch(text_job(model_path, encoding, errors, command_line(), threads), paths, out, workers, scheduler,
+                   quiet, as_json)
+        return
     if out is not None:
         check_output_path(out)
-    paths = _text_inputs(inputs)
-    model_path = model or text_model.default_model_path()
     params = {"encoding": encoding, "errors": errors, "per_line": per_line}
     records, summary = evaluate_files(model_path, paths, encoding, errors, out, params, command_line(), quiet)
     for record in records + [summary]:
@@ -257,6 +326,174 @@ def eval_text(
             name = record.get("file", "total")
             typer.echo(f"{record['nats_per_char']:.4f} nats/char  {record['bits_per_char']:.4f} bits/char  "
                        f"{record['characters']} chars  {name}")
+
+
+# ------------------------------------------------------------------ dna
+@train_app.command("dna")
+def train_dna(
+    fasta: Path = typer.Option(..., "--fasta", help="Genome FASTA (plain or gzip)."),
+    annotation: Path = typer.Option(..., "--annotation", help="GFF3 or GenBank with the genes (CDS)."),
+    out: Path = typer.Option(..., "--out", "--model", help="Model file to write (or continue with --resume)."),
+    holdout: Optional[list[str]] = typer.Option(None, "--holdout", help="RECORD or RECORD:START-END never "
+                                                "trained on (repeatable)."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Training budget in minutes (default 10)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training budget in optimizer steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the model's training checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Train a new model over an existing file."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Conv1d channels of the coding model."),
+    hidden: Optional[int] = typer.Option(None, "--hidden", help="Bidirectional GRU units per direction."),
+    lm_hidden: Optional[int] = typer.Option(None, "--lm-hidden", help="GRU units of the language model."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Bases per training window."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per step."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (AdamW)."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Validate every N steps."),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", help="Minutes between checkpoints."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation and batches."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
+) -> None:
+    """Train the coding and DNA language models on an annotated genome."""
+    from pipelines import dna_train
+    from pipelines.text_train import Budget
+
+    from .io import command_line, expand_inputs
+
+    expand_inputs([fasta, annotation])
+    result = dna_train.train(
+        fasta, annotation, out, holdout=holdout or [], budget=Budget(steps=steps, minutes=minutes), resume=resume,
+        force=force, config_overrides=dict(channels=channels, hidden=hidden, lm_hidden=lm_hidden),
+        train_overrides=dict(seq_len=seq_len, batch_size=batch_size, lr=lr, seed=seed), eval_every=eval_every,
+        checkpoint_minutes=checkpoint_minutes, quiet=quiet, command=command_line())
+    if result.interrupted:
+        sys.stderr.write(f"seqdl: interrupted at step {result.step}; checkpoint saved, continue with --resume\n")
+        raise typer.Exit(130)
+    if as_json:
+        emit_json(result.record())
+    elif not quiet:
+        sys.stderr.write(f"seqdl: trained {out} to step {result.step} (best step {result.best_step})\n")
+
+
+@eval_app.command("dna")
+def eval_dna(
+    fasta: list[Path] = typer.Option(..., "--fasta", help="Genome FASTA (repeatable, paired with --annotation)."),
+    annotation: list[Path] = typer.Option(..., "--annotation", help="GFF3 or GenBank for each --fasta."),
+    model: Optional[Path] = typer.Option(None, "--model", help="DNA model (default: the shipped one)."),
+    region: Optional[list[str]] = typer.Option(None, "--region", help="Only RECORD[:START-END] (repeatable), e.g. "
+                                               "the held-out region."),
+    adapt: bool = typer.Option(False, "--adapt", help="First fine-tune on the genome itself (long ORFs as labels)."),
+    adapt_steps: int = typer.Option(400, "--adapt-steps", help="Optimizer steps of --adapt."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines: one object per genome."),
+) -> None:
+    """Base-level coding P/R/F1 per strand, gene 3'-end sensitivity/precision and bits/base against annotation."""
+    from pipelines import dna_model
+    from pipelines.dna_adapt import AdaptOptions
+    from pipelines.dna_eval import evaluate
+
+    from .io import expand_inputs
+
+    if len(fasta) != len(annotation):
+        raise SeqdlError(f"give one --annotation per --fasta ({len(fasta)} FASTA, {len(annotation)} annotations)")
+    expand_inputs([*fasta, *annotation])
+    adapt_options = AdaptOptions(steps=adapt_steps) if adapt else None
+    for fasta_path, notes in zip(fasta, annotation):
+        record = evaluate(model or dna_model.default_model_path(), fasta_path, notes, region,
+                          adapt_options=adapt_options, quiet=quiet)
+        if as_json:
+            emit_json(record)
+        else:
+            typer.echo(f"{record['file']}  ({record['bases']:,} bp: {', '.join(record['regions'])})")
+            for key, value in record.items():
+                if isinstance(value, float):
+                    typer.echo(f"  {key:<26}{value:.4f}")
+
+
+@app.command()
+def scan(
+    inputs: Optional[list[str]] = typer.Argument(None, help="FASTA files (plain or gzip) or globs."),
+    model: Optional[Path] = typer.Option(None, "--model", help="DNA model (default: the shipped one)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Parquet of windows (default <first input>.scan.parquet)"
+                                       "; a directory (or --workers/--scheduler): a Parquet file per input."),
+    window: int = typer.Option(1000, "--window", help="Window length (bp)."),
+    stride: int = typer.Option(500, "--stride", help="Step between window starts (bp); also the bedGraph bin."),
+    bed: Optional[Path] = typer.Option(None, "--bed", help="Write gene calls as BED6."),
+    gff: Optional[Path] = typer.Option(None, "--gff", help="Write gene calls as GFF3."),
+    bedgraph: Optional[Path] = typer.Option(None, "--bedgraph", help="Write X.coding_plus/minus and "
+                                            "X.bits_plus/minus .bedgraph tracks (X from this name)."),
+    from_list: Optional[Path] = FROM_LIST,
+    workers: Optional[int] = WORKERS,
+    scheduler: Optional[str] = SCHEDULER,
+    threads: int = THREADS,
+    adapt: bool = typer.Option(False, "--adapt", help="Fine-tune on each input genome first, with its long open "
+                               "reading frames as labels (reads each file whole)."),
+    adapt_steps: int = typer.Option(400, "--adapt-steps", help="Optimizer steps of --adapt."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines: one object per FASTA, then a summary."),
+) -> None:
+    """Stream FASTA through the coding and DNA language models: windows to Parquet, genes to BED/GFF3."""
+    from pipelines import dna_model
+    from pipelines.dna_adapt import AdaptOptions
+    from pipelines.scan import ScanOptions, default_out, scan_files
+
+    from .batch import is_batch_out
+    from .io import command_line
+
+    options = ScanOptions(window=window, stride=stride, adapt=AdaptOptions(steps=adapt_steps) if adapt else None)
+    paths = _batch_inputs(inputs, from_list)
+    if is_batch_out(out, workers, scheduler):
+        if bed or gff or bedgraph:
+            raise SeqdlError("--bed, --gff and --bedgraph write single files; leave them out in batch mode")
+        from pipelines.batch_jobs import scan_job
+
+        job = scan_job(model or dna_model.default_model_path(), options, command_line(), threads)
+        _run_batch(job, paths, out, workers, scheduler, quiet, as_json)
+        return
+    out = out or default_out(paths[0])
+    reports, summary = scan_files(paths, model or dna_model.default_model_path(), out, options, bed=bed, gff=gff,
+                                  bedgraph=bedgraph, quiet=quiet, command=command_line())
+    if as_json:
+        for record in reports + [summary]:
+            emit_json(record)
+    elif not quiet:
+        typer.echo(f"{out}: {summary['windows']:,} windows, {summary['genes']:,} genes, {summary['bases']:,} bp "
+                   f"in {summary['seconds']:.1f} s")
+
+
+# ------------------------------------------------------------------ vision
+@app.command()
+def segment(
+    inputs: list[str] = typer.Argument(..., help="Page images (photos or scans) or globs."),
+    annotate: Optional[Path] = typer.Option(None, "--annotate", help="Directory for a PNG per page with the "
+                                            "line, word and letter boxes drawn."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Parquet file: a row per letter (with its 28x28 "
+                                       "EMNIST-style crop) or joined-up word."),
+    max_megapixels: float = typer.Option(200.0, "--max-megapixels", help="Refuse larger images (decompression "
+                                         "bombs) before decoding them."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines: one object per page with its boxes."),
+) -> None:
+    """Find the text lines, words and letters on photos of handwriting, and prepare the letters like EMNIST."""
+    from vision.segment import summary_line, page_record, segment_pages
+
+    from .io import check_output_path, command_line, expand_inputs
+
+    if annotate is not None and not annotate.is_dir():
+        raise SeqdlError("--annotate needs an existing directory", str(annotate))
+    if out is not None:
+        check_output_path(out)
+    if not max_megapixels > 0:
+        raise SeqdlError(f"--max-megapixels must be positive, not {max_megapixels}")
+    paths = expand_inputs(inputs)
+    results, failures = segment_pages(paths, annotate, out, command_line(), quiet, int(max_megapixels * 1e6))
+    for result in results:
+        if as_json:
+            emit_json(page_record(result))
+        else:
+            typer.echo(summary_line(result))
+    for path, exc in failures:
+        sys.stderr.write(f"seqdl: error: {exc}\n")
+    if failures:
+        raise typer.Exit(2 if not results else 3)
 
 
 def _report_failure(exc: Exception, debug: bool) -> int:
@@ -269,10 +506,16 @@ def _report_failure(exc: Exception, debug: bool) -> int:
     return 1
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """A library's warning as one stderr line like seqdl's own (Python's format spans lines and names a source)."""
+    sys.stderr.write(f"seqdl: warning: {' '.join(str(message).split())} ({category.__name__})\n")
+
+
 def main() -> None:
     from .runtime import keep_freed_memory
 
     keep_freed_memory()
+    warnings.showwarning = _show_warning
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")

@@ -13,3 +13,17 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "MANIFEST.md").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA} (present in CI, absent in a fresh clone)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_dna_model(tmp_path_factory) -> Path:
+    """An untrained DNA model small enough that a scan of a few kb takes milliseconds."""
+    import seqdl
+    from pipelines.dna_model import KIND, DnaConfig, DnaModel
+    from seqdl import checkpoint
+
+    seqdl.manual_seed(0)
+    model = DnaModel(DnaConfig(channels=4, hidden=4, lm_hidden=4, tile=50, context=10))
+    path = tmp_path_factory.mktemp("tiny-dna") / "tiny.safetensors"
+    checkpoint.save(path, model, config=model.config.to_dict(), kind=KIND)
+    return path

@@ -102,7 +102,7 @@ def test_pool1d_modules_match_torch(kwargs):
 
 def test_letters_cnn_matches_torch():
     """The C++ original's letters network, end to end (with ceil_mode pooling)."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     import benchmarks.cnn as bench
 
     ours, theirs = bench.build_seqdl(), bench.build_torch()

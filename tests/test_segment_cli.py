@@ -168,3 +168,12 @@ def test_the_installed_command_prints_a_summary_per_page():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.startswith(f"{EXAMPLE}: 5 lines, 16 words, ") and "letters" in done.stdout
+
+
+def test_image_size_limit_is_configurable(monkeypatch, capsys, tmp_path):
+    page = tmp_path / "page.png"
+    Image.new("RGB", (2000, 1500), "white").save(page)  # 3 megapixels
+    code, _, err = run(monkeypatch, capsys, "segment", str(page), "--max-megapixels", "2")
+    assert code == 2 and "decompression bomb" in err and str(page) in err
+    code, _, err = run(monkeypatch, capsys, "segment", str(page), "--max-megapixels", "4")
+    assert code == 0 and "no text found" in err

@@ -26,14 +26,17 @@ from scipy import ndimage
 
 from seqdl.errors import SeqdlError
 
-MAX_PIXELS = 200_000_000   # larger images are refused as decompression bombs (a 12 MP photo is 12_000_000)
+MAX_PIXELS = 200_000_000   # default limit: larger images are refused as decompression bombs (a 12 MP photo is 12e6)
 BACKGROUND_CELLS = 150     # the paper-brightness estimate has this many cells along the short side
 NOISE_SIGMAS = 4.0         # low threshold: this many robust standard deviations of paper noise
 INK_SIGMAS = 8.0           # ink must be this far above the paper noise somewhere (a blank page has none)
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Any image Pillow reads -> upright (H, W, 3) uint8 RGB; every failure is one SeqdlError naming the file."""
+def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Any image Pillow reads -> upright (H, W, 3) uint8 RGB; every failure is one SeqdlError naming the file.
+
+    Images of more than ``max_pixels`` are refused from their header, before any pixel is decoded.
+    """
     path = Path(path)
     if path.is_dir():
         raise SeqdlError("is a directory, expected an image", str(path))
@@ -44,7 +47,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
             try:
                 with Image.open(path) as picture:
                     picture.load()

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import emnist
-from .images import darkest_channel, ink_darkness, binarise, load_rgb
+from .images import MAX_PIXELS, darkest_channel, ink_darkness, binarise, load_rgb
 from .layout import Box, Layout, analyse
 
 ANNOTATION_MAX_SIDE = 2400   # annotated PNGs are scaled down to this long side (a 12 MP PNG is ~20 MB)
@@ -86,10 +86,10 @@ def segment_array(path: Path, rgb: np.ndarray) -> PageResult:
     return PageResult(path, width, height, layout, rows, crops, time.perf_counter() - start)
 
 
-def segment_file(path: str | os.PathLike) -> tuple[PageResult, np.ndarray]:
+def segment_file(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[PageResult, np.ndarray]:
     """Load and segment one page; returns the result and the upright RGB image (for annotation)."""
     start = time.perf_counter()
-    rgb = load_rgb(path)
+    rgb = load_rgb(path, max_pixels)
     result = segment_array(Path(path), rgb)
     result.seconds = time.perf_counter() - start
     return result, rgb
@@ -206,7 +206,8 @@ def crops_from_parquet(path: str | os.PathLike) -> np.ndarray:
 
 
 def segment_pages(paths: Sequence[Path], annotate_dir: Path | None, out: Path | None, command: str = "segment",
-                  quiet: bool = False) -> tuple[list[PageResult], list[tuple[Path, Exception]]]:
+                  quiet: bool = False, max_pixels: int = MAX_PIXELS,
+                  ) -> tuple[list[PageResult], list[tuple[Path, Exception]]]:
     """Segment pages in order; a bad page is recorded and skipped, the others go on.
 
     Each page's annotated PNG is written as soon as it is done (atomically); the
@@ -224,7 +225,7 @@ def segment_pages(paths: Sequence[Path], annotate_dir: Path | None, out: Path | 
         for path in paths:
             bar.update(task, status=path.name)
             try:
-                result, rgb = segment_file(path)
+                result, rgb = segment_file(path, max_pixels)
             except SeqdlError as exc:
                 failures.append((path, exc))
                 bar.advance(task)
