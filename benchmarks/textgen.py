@@ -29,7 +29,8 @@ from seqdl.optim import AdamW, clip_grad_norm_
 from pipelines.text_corpus import Corpus, CorpusOptions, load_corpus
 from pipelines.text_eval import array_streams, mean_nats
 from pipelines.text_model import CharModel, ModelConfig, SamplingOptions, generate, start_id
-from pipelines.text_train import TrainOptions, batch_rng
+from pipelines.text_train import TrainOptions
+from seqdl.training import batch_rng
 
 from .table import format_table
 

@@ -29,13 +29,14 @@ from seqdl.io import progress_bar
 from seqdl.nn import functional as F
 from seqdl.optim import AdamW, clip_grad_norm_
 from seqdl.tensor import Tensor
+from seqdl.training import batch_rng
 
 from .dna_data import Genome, Region
 from .dna_genes import STOPS, START_PENALTY, GeneCall, codons, resolve_overlaps
 from .dna_model import CLASSES, DnaModel, one_hot
 from .dna_train import Batches
 from .fasta import reverse_complement
-from .text_train import batch_rng
+
 
 IGNORE = -101  # stored label; Batches adds 1, giving cross_entropy's ignore_index -100
 

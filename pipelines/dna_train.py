@@ -33,11 +33,11 @@ from seqdl.metrics import MetricLogger
 from seqdl.nn import functional as F
 from seqdl.optim import AdamW, WarmupCosine, clip_grad_norm_
 from seqdl.tensor import Tensor
+from seqdl.training import Budget, StopRequest, batch_rng, checkpoint_path, metrics_path
 
 from .dna_data import Genome, Region, carve_validation, load_genome, parse_region, split_regions
 from .dna_model import CLASSES, KIND, DnaConfig, DnaModel, load_dna_model, one_hot, score, shifted
 from .fasta import COMPLEMENT, N
-from .text_train import Budget, _StopRequest, batch_rng, checkpoint_path, metrics_path
 
 TRAINING_KEY = "seqdl.training"
 
@@ -219,7 +219,7 @@ def train(fasta: Path, annotation: Path, model_path: Path, *, holdout: list[str]
     reserve = 0.0
     columns = [TextColumn("[bold]training dna"), BarColumn(), TextColumn("{task.fields[status]}"),
                TimeElapsedColumn(), TimeRemainingColumn()]
-    with logger, _StopRequest() as stop, Progress(*columns, console=stderr_console,
+    with logger, StopRequest() as stop, Progress(*columns, console=stderr_console,
                                                   disable=hide_progress(quiet)) as progress:
         total = budget.steps or budget.minutes * 60
         task = progress.add_task("train", total=total, status="")

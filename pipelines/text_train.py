@@ -27,13 +27,11 @@ given budget (10 minutes by default), with the optimizer state carried over.
 """
 from __future__ import annotations
 
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import seqdl
@@ -43,12 +41,12 @@ from seqdl.io import check_output_path, hide_progress, stderr_console, warn
 from seqdl.metrics import MetricLogger
 from seqdl.nn import functional as F
 from seqdl.optim import AdamW, WarmupCosine, clip_grad_norm_
+from seqdl.training import Budget, StopRequest, batch_rng, checkpoint_path, metrics_path
 
 from .text_corpus import Corpus, CorpusOptions, describe_chars, load_corpus
 from .text_eval import array_streams, mean_nats
 from .text_model import KIND, CharModel, ModelConfig, load_text_model, model_metadata, start_id
 
-DEFAULT_MINUTES = 10.0
 TRAINING_KEY = "seqdl.training"
 
 
@@ -73,32 +71,6 @@ class TrainOptions:
             raise SeqdlError(f"--lr must be positive, not {self.lr}")
         if self.weight_decay < 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1 or not self.clip > 0:
             raise SeqdlError("--weight-decay and --warmup-steps must be >= 0, --clip > 0, min-lr ratio in [0, 1]")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How long one cycle trains: ``steps`` or ``minutes`` (at most one)."""
-
-    steps: int | None = None
-    minutes: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.steps is not None and self.minutes is not None:
-            raise SeqdlError("give --steps or --minutes, not both")
-        if self.steps is not None and self.steps < 1:
-            raise SeqdlError(f"--steps must be positive, not {self.steps}")
-        if self.minutes is not None and not self.minutes > 0:
-            raise SeqdlError(f"--minutes must be positive, not {self.minutes}")
-
-    @property
-    def given(self) -> bool:
-        return self.steps is not None or self.minutes is not None
-
-    def or_default(self) -> "Budget":
-        return self if self.given else Budget(minutes=DEFAULT_MINUTES)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "minutes": self.minutes}
 
 
 @dataclass
@@ -138,51 +110,6 @@ class TrainResult:
                 "best_step": self.best_step, "train_nats_per_char": self.train_loss, "seconds": self.seconds,
                 "chars_per_second": self.chars_per_second, "interrupted": self.interrupted,
                 "vocab_size": self.vocab_size}
-
-
-def sibling(model_path: Path, suffix: str) -> Path:
-    """``shakespeare.safetensors`` -> ``shakespeare<suffix>`` (e.g. ``.checkpoint.safetensors``)."""
-    stem = model_path.with_suffix("") if model_path.suffix == ".safetensors" else model_path
-    return stem.with_name(stem.name + suffix)
-
-
-def checkpoint_path(model_path: Path) -> Path:
-    return sibling(model_path, ".checkpoint.safetensors")
-
-
-def metrics_path(model_path: Path) -> Path:
-    return sibling(model_path, ".metrics.parquet")
-
-
-def batch_rng(seed: int, step: int) -> np.random.Generator:
-    """The generator that draws step ``step``'s windows: a function of the seed and step only."""
-    return np.random.default_rng([seed, step])
-
-
-class _StopRequest:
-    """Turns the first Ctrl-C into a request to stop after the current step; a second one interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def __enter__(self) -> "_StopRequest":
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: Ctrl-C cannot reach us anyway
-            self._previous = None
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        stderr_console.print("[yellow]stopping after this step and saving a checkpoint "
-                             "(Ctrl-C again to abort without saving)[/]")
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 @dataclass(frozen=True)
@@ -304,7 +231,7 @@ class Trainer:
         last_eval_time = last_checkpoint = time.monotonic()
         last_eval_step = self.step
         speed = None
-        with _StopRequest() as stop, self._progress() as progress:
+        with StopRequest() as stop, self._progress() as progress:
             task = progress.add_task("training", total=self._progress_total(), status="")
             while not self._cycle_done() and not stop.requested:
                 step_started = time.monotonic()

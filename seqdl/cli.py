@@ -186,6 +186,7 @@ def textgen(
     from pipelines.text_corpus import CorpusOptions, describe_chars
 
     from .io import command_line, provenance, warn
+    from .training import Budget
 
     sampling = text_model.SamplingOptions(length=length, temperature=temperature, top_k=top_k, top_p=top_p,
                                           num_samples=num_samples)
@@ -205,7 +206,7 @@ def textgen(
             raise SeqdlError("no corpus given: name one or more text files to train on (or --no-train)")
         model_path = model or Path(paths[0].name.split(".")[0] + ".safetensors")
         result = text_train.train(
-            paths, model_path, budget=text_train.Budget(steps=steps, minutes=minutes), resume=resume, force=force,
+            paths, model_path, budget=Budget(steps=steps, minutes=minutes), resume=resume, force=force,
             model_overrides=dict(cell=cell, hidden=hidden, layers=layers, embed=embed, dropout=dropout),
             train_overrides=dict(seq_len=seq_len, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                  warmup_steps=warmup_steps, seed=seed),
@@ -354,7 +355,7 @@ def train_dna(
 ) -> None:
     """Train the coding and DNA language models on an annotated genome."""
     from pipelines import dna_train
-    from pipelines.text_train import Budget
+    from .training import Budget
 
     from .io import command_line, expand_inputs
 

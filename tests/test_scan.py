@@ -12,10 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import seqdl
-from pipelines.dna_model import KIND, DnaConfig, DnaModel, default_model_path
+from pipelines.dna_model import default_model_path
 from pipelines.fasta import decode, encode, reverse_complement
 from pipelines.scan import SCHEMA, ScanOptions, read_scan_metadata, scan_files
-from seqdl import checkpoint
 from seqdl.io import sha256_file
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "examples" / "ecoli-k12-mg1655-8kb.fa"
@@ -27,12 +26,8 @@ def seqdl_cli(*args, cwd=None) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    seqdl.manual_seed(0)
-    model = DnaModel(DnaConfig(channels=4, hidden=4, lm_hidden=4, tile=50, context=10))
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    checkpoint.save(path, model, config=model.config.to_dict(), kind=KIND)
-    return path
+def tiny_model(tiny_dna_model) -> Path:
+    return tiny_dna_model
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import pytest
 from seqdl.errors import SeqdlError
 from pipelines import text_train
 from pipelines.text_model import load_text_model
-from pipelines.text_train import Budget, RunSettings, Trainer, checkpoint_path, metrics_path
+from pipelines.text_train import RunSettings, Trainer
+from seqdl.training import Budget, checkpoint_path, metrics_path
 
 VERSE = ("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\n"
          "Rough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date.\n")
