@@ -94,6 +94,7 @@ def plot(
     columns: Optional[list[str]] = typer.Option(None, "--column", "-c", help="Metric to draw (repeatable; default all)."),
     x: str = typer.Option("step", help="Column for the x axis: step or seconds."),
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
+    as_json: bool = typer.Option(False, "--json", help="Print the file written as JSON."),
 ) -> None:
     """Draw training curves from a metrics Parquet file."""
     from .metrics import plot_metrics
@@ -101,7 +102,9 @@ def plot(
     if not metrics.is_file():
         raise SeqdlError("no such metrics file", str(metrics))
     written = plot_metrics(metrics, out, columns or None, x)
-    if not quiet:
+    if as_json:
+        emit_json({"metrics": str(metrics), "out": str(written)})
+    elif not quiet:
         typer.echo(str(written))
 
 
@@ -111,6 +114,7 @@ def quantize(
     out: Path = typer.Option(..., "--out", help="The quantised model file to write."),
     bits: int = typer.Option(8, "--bits", help="8 (int8 per output channel) or 4 (4-bit groups)."),
     group_size: int = typer.Option(64, "--group-size", help="Inputs per scale for 4 bits."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
     as_json: bool = typer.Option(False, "--json", help="Print the sizes as JSON."),
 ) -> None:
     """Write a smaller copy of a model with int8 or 4-bit weights (loads wherever the float model does)."""
@@ -129,7 +133,7 @@ def quantize(
               "bytes_after": written.stat().st_size}
     if as_json:
         emit_json(record)
-    else:
+    elif not quiet:
         typer.echo(f"{written}: {record['bytes_after']:,} bytes (from {record['bytes_before']:,}, {bits}-bit weights)")
 
 

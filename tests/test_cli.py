@@ -31,6 +31,10 @@ def test_plot_writes_png_and_errors_are_one_line(tmp_path):
             logger.log(step, loss=float(np.exp(-step)))
     ok = seqdl_cli("plot", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "c.png"))
     assert ok.returncode == 0 and (tmp_path / "c.png").stat().st_size > 1000
+    as_json = seqdl_cli("plot", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "j.png"), "--json")
+    assert json.loads(as_json.stdout) == {"metrics": str(tmp_path / "m.parquet"), "out": str(tmp_path / "j.png")}
+    quiet = seqdl_cli("plot", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "q.png"), "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == "" and (tmp_path / "q.png").is_file()
     missing = seqdl_cli("plot", str(tmp_path / "nope.parquet"), "-o", str(tmp_path / "d.png"))
     assert missing.returncode == 2 and missing.stdout == ""
     assert missing.stderr.strip() == f"seqdl: error: {tmp_path / 'nope.parquet'}: no such metrics file"
