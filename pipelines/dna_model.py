@@ -258,19 +258,14 @@ def default_model_path() -> Path:
     return DEFAULT_MODEL
 
 
-def _check_config_against_tensors(config: DnaConfig, tensors: dict[str, np.ndarray], path: Path) -> None:
-    """Refuse a config that does not match the weights *before* building the model from it (an edited header
-    could otherwise ask for gigabytes); tile and context shape no tensor, so they get sane bounds instead."""
-    expected = {"coding.conv1.weight": (config.channels, 4, config.kernel),
-                "coding.rnn.weight_hh_l0": (3 * config.hidden, config.hidden),
-                "lm.rnn.weight_hh_l0": (3 * config.lm_hidden, config.lm_hidden)}
-    for name, shape in expected.items():
-        found = tuple(tensors[name].shape) if name in tensors else None
-        if found != shape:
-            raise CheckpointError(f"config does not match the weights: {name} is {found}, the config says {shape}",
-                                  str(path))
+def _check_config(config: DnaConfig, saved: Checkpoint) -> None:
+    """The config's sizes against the weights, before building; tile and context shape no tensor, so they get
+    sane bounds instead."""
+    saved.require_shapes({"coding.conv1.weight": (config.channels, 4, config.kernel),
+                          "coding.rnn.weight_hh_l0": (3 * config.hidden, config.hidden),
+                          "lm.rnn.weight_hh_l0": (3 * config.lm_hidden, config.lm_hidden)})
     if config.tile > 1_000_000 or config.context > 100_000:
-        raise CheckpointError(f"config tile {config.tile} / context {config.context} out of range", str(path))
+        raise CheckpointError(f"config tile {config.tile} / context {config.context} out of range", str(saved.path))
 
 
 def load_dna_model(path: str | Path) -> tuple[DnaModel, Checkpoint]:
@@ -282,7 +277,7 @@ def load_dna_model(path: str | Path) -> tuple[DnaModel, Checkpoint]:
         config = DnaConfig.from_dict(saved.config)
     except (TypeError, SeqdlError) as exc:
         raise CheckpointError(f"bad DNA model config: {exc}", str(path)) from None
-    _check_config_against_tensors(config, saved.state_dict, path)
+    _check_config(config, saved)
     model = DnaModel(config)
     saved.restore(model)
     model.eval()

@@ -123,12 +123,11 @@ def model_metadata(vocab: Vocabulary) -> dict[str, Any]:
     return {"seqdl.vocab": list(vocab.chars)}
 
 
-def parameter_count(config: ModelConfig) -> int:
-    """How many values a :class:`CharModel` of ``config`` holds, computed without building it."""
+def _pinning_shapes(config: ModelConfig) -> dict[str, tuple[int, int]]:
+    """Tensors whose shapes fix every size of a :class:`CharModel` of ``config`` (its last layer fixes ``layers``)."""
     gates = {"gru": 3, "lstm": 4}[config.cell] * config.hidden
-    inputs = [config.embed] + [config.hidden] * (config.layers - 1)
-    rnn = sum(gates * (n + config.hidden) + 2 * gates for n in inputs)
-    return config.vocab_size * config.embed + rnn + config.vocab_size * (config.hidden + 1)
+    return {"embed.weight": (config.vocab_size, config.embed), "head.weight": (config.vocab_size, config.hidden),
+            f"rnn.weight_hh_l{config.layers - 1}": (gates, config.hidden)}
 
 
 def load_text_model(path: Path) -> tuple[CharModel, Vocabulary, Checkpoint]:
@@ -143,10 +142,7 @@ def load_text_model(path: Path) -> tuple[CharModel, Vocabulary, Checkpoint]:
     if config.vocab_size != len(vocab):
         raise CheckpointError(f"has a vocabulary of {len(vocab)} characters but a model for {config.vocab_size}",
                               str(path))
-    stored = sum(array.size for array in checkpoint.state_dict.values())
-    if parameter_count(config) != stored:  # checked before building: an edited config could ask for terabytes
-        raise CheckpointError(f"its config describes {parameter_count(config):,} parameters but the file holds "
-                              f"{stored:,} (edited or corrupt config)", str(path))
+    checkpoint.require_shapes(_pinning_shapes(config))
     model = CharModel(config)
     checkpoint.restore(model)
     model.eval()

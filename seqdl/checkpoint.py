@@ -77,6 +77,15 @@ class Checkpoint:
     scheduler_state: dict[str, Any] | None = None
     rng_state: dict[str, Any] | None = None
 
+    def require_shapes(self, expected: Mapping[str, tuple[int, ...]]) -> None:
+        """Refuse a config that does not match the stored weights *before* a model is built from it (an edited
+        header could otherwise ask for gigabytes). ``expected``: the tensors whose shapes pin every size."""
+        for name, shape in expected.items():
+            found = tuple(self.state_dict[name].shape) if name in self.state_dict else None
+            if found != tuple(shape):
+                raise CheckpointError(f"config does not match the weights (edited or corrupt?): {name} is "
+                                      f"{found or 'missing'}, the config says {tuple(shape)}", str(self.path))
+
     def restore(self, model: Module, optimizer: Any = None, scheduler: Any = None) -> "Checkpoint":
         """Load the weights (strict names and shapes) and, if given, optimizer and scheduler state.
 

@@ -15,8 +15,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def tiny_dna_model(tmp_path_factory) -> Path:
+def write_tiny_dna_model(path: Path) -> Path:
     """An untrained DNA model small enough that a scan of a few kb takes milliseconds."""
     import seqdl
     from pipelines.dna_model import KIND, DnaConfig, DnaModel
@@ -24,6 +23,31 @@ def tiny_dna_model(tmp_path_factory) -> Path:
 
     seqdl.manual_seed(0)
     model = DnaModel(DnaConfig(channels=4, hidden=4, lm_hidden=4, tile=50, context=10))
-    path = tmp_path_factory.mktemp("tiny-dna") / "tiny.safetensors"
     checkpoint.save(path, model, config=model.config.to_dict(), kind=KIND)
     return path
+
+
+def write_tiny_text_model(path: Path) -> Path:
+    """An untrained one-layer character model over letters, space, newline and punctuation."""
+    import string
+
+    import seqdl
+    from pipelines.text_corpus import UNKNOWN, Vocabulary
+    from pipelines.text_model import KIND, CharModel, ModelConfig, model_metadata
+    from seqdl import checkpoint
+
+    seqdl.manual_seed(0)
+    vocab = Vocabulary((UNKNOWN, "\n", " ", *string.ascii_letters, *".,;:!?'"))
+    model = CharModel(ModelConfig(vocab_size=len(vocab.chars), hidden=16, layers=1, embed=8))
+    checkpoint.save(path, model, config=model.config.to_dict(), metadata=model_metadata(vocab), kind=KIND)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dna_model(tmp_path_factory) -> Path:
+    return write_tiny_dna_model(tmp_path_factory.mktemp("tiny-dna") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory) -> Path:
+    return write_tiny_text_model(tmp_path_factory.mktemp("tiny-text") / "tiny.safetensors")

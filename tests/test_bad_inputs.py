@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import string
 import struct
 import subprocess
 import sys
@@ -21,8 +20,10 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-import seqdl
 from seqdl import checkpoint
+from seqdl.errors import CheckpointError
+
+from conftest import write_tiny_dna_model, write_tiny_text_model
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "examples" / "ecoli-k12-mg1655-8kb.fa"
 
@@ -212,17 +213,8 @@ def _set_config(header: dict, **values) -> None:
 
 
 def _models(d: Path) -> None:
-    from pipelines.dna_model import KIND as DNA_KIND, DnaConfig, DnaModel
-    from pipelines.text_corpus import UNKNOWN, Vocabulary
-    from pipelines.text_model import KIND as TEXT_KIND, CharModel, ModelConfig, model_metadata
-
-    seqdl.manual_seed(0)
-    dna = DnaModel(DnaConfig(channels=4, hidden=4, lm_hidden=4, tile=50, context=10))
-    checkpoint.save(d / "dna.safetensors", dna, config=dna.config.to_dict(), kind=DNA_KIND)
-    vocab = Vocabulary((UNKNOWN, "\n", " ", *string.ascii_letters, *".,;:!?'"))
-    text = CharModel(ModelConfig(vocab_size=len(vocab.chars), hidden=16, layers=1, embed=8))
-    checkpoint.save(d / "text.safetensors", text, config=text.config.to_dict(), metadata=model_metadata(vocab),
-                    kind=TEXT_KIND)
+    write_tiny_dna_model(d / "dna.safetensors")
+    write_tiny_text_model(d / "text.safetensors")
     raw = (d / "dna.safetensors").read_bytes()
     (d / "truncated.safetensors").write_bytes(raw[: len(raw) * 2 // 3])
     (d / "hugeheader.safetensors").write_bytes(struct.pack("<Q", 1 << 40) + raw[8:])
@@ -370,12 +362,24 @@ def test_the_console_command_prints_the_same_line(name, inputs, tmp_path):
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("layers", [1, 3])
-def test_text_config_is_checked_against_the_file_without_building_the_model(cell, layers):
-    """``load_text_model`` counts a config's parameters by formula, so an edited config costs no allocation."""
-    from pipelines.text_model import CharModel, ModelConfig, parameter_count
+def test_text_config_is_checked_against_the_file_without_building_the_model(cell, layers, tmp_path, monkeypatch):
+    """An edited size, cell or depth is refused from the stored shapes, before any model is built."""
+    from pipelines import text_model
+    from pipelines.text_corpus import UNKNOWN, Vocabulary
+    from pipelines.text_model import CharModel, ModelConfig, load_text_model, model_metadata
 
+    vocab = Vocabulary((UNKNOWN, "\n", "a", "b", "c", "d", "e"))
     config = ModelConfig(vocab_size=7, cell=cell, hidden=5, layers=layers, embed=3)
-    assert parameter_count(config) == sum(v.size for v in CharModel(config).state_dict().values())
+    path = tmp_path / "m.safetensors"
+    checkpoint.save(path, CharModel(config), config=config.to_dict(), metadata=model_metadata(vocab),
+                    kind=text_model.KIND)
+    assert load_text_model(path)[0].config == config
+    monkeypatch.setattr(text_model, "CharModel", lambda c: pytest.fail(f"built a model for {c}"))
+    other = "lstm" if cell == "gru" else "gru"
+    for edit in ({"hidden": 6}, {"embed": 4}, {"layers": layers + 1}, {"cell": other}):
+        _edit_header(path, tmp_path / "edited.safetensors", lambda h: _set_config(h, **edit))
+        with pytest.raises(CheckpointError, match="config does not match the weights"):
+            load_text_model(tmp_path / "edited.safetensors")
 
 
 def test_json_output_stays_strict_json_when_a_metric_is_undefined(capsys):

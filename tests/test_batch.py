@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import string
 import subprocess
 import sys
 import time
@@ -15,8 +14,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-import seqdl
-from seqdl import checkpoint
 from seqdl.batch import MANIFEST, output_name, run_batch
 
 distributed = pytest.importorskip("distributed", reason="batch mode needs dask.distributed (the test extra)")
@@ -24,8 +21,6 @@ distributed = pytest.importorskip("distributed", reason="batch mode needs dask.d
 from pipelines import batch_jobs  # noqa: E402
 from pipelines.fasta import decode  # noqa: E402
 from pipelines.scan import ScanOptions, scan_files  # noqa: E402
-from pipelines.text_corpus import UNKNOWN, Vocabulary  # noqa: E402
-from pipelines.text_model import KIND as TEXT_KIND, CharModel, ModelConfig, model_metadata  # noqa: E402
 
 
 def seqdl_cli(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -34,13 +29,8 @@ def seqdl_cli(*args, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def text_model(tmp_path_factory) -> Path:
-    seqdl.manual_seed(0)
-    vocab = Vocabulary((UNKNOWN, "\n", " ", *string.ascii_letters, *".,;:!?'"))
-    model = CharModel(ModelConfig(vocab_size=len(vocab.chars), hidden=16, layers=1, embed=8))
-    path = tmp_path_factory.mktemp("text") / "tiny.safetensors"
-    checkpoint.save(path, model, config=model.config.to_dict(), metadata=model_metadata(vocab), kind=TEXT_KIND)
-    return path
+def text_model(tiny_text_model) -> Path:
+    return tiny_text_model
 
 
 @pytest.fixture(scope="module")

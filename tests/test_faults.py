@@ -11,7 +11,6 @@ import errno
 import os
 import resource
 import signal
-import string
 import subprocess
 import sys
 import time
@@ -19,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-import seqdl
-from seqdl import checkpoint
 from seqdl.errors import SeqdlError
 from seqdl.io import TEMP_SUFFIX, atomic_open
+
+from conftest import write_tiny_dna_model, write_tiny_text_model
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "examples" / "ecoli-k12-mg1655-8kb.fa"
 
@@ -39,18 +38,9 @@ def seqdl_with_file_limit(limit: int, *args, cwd: Path) -> subprocess.CompletedP
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    from pipelines.dna_model import KIND as DNA_KIND, DnaConfig, DnaModel
-    from pipelines.text_corpus import UNKNOWN, Vocabulary
-    from pipelines.text_model import KIND as TEXT_KIND, CharModel, ModelConfig, model_metadata
-
     root = tmp_path_factory.mktemp("models")
-    seqdl.manual_seed(0)
-    dna = DnaModel(DnaConfig(channels=4, hidden=4, lm_hidden=4, tile=50, context=10))
-    checkpoint.save(root / "dna.safetensors", dna, config=dna.config.to_dict(), kind=DNA_KIND)
-    vocab = Vocabulary((UNKNOWN, "\n", " ", *string.ascii_letters, *".,;:!?'"))
-    text = CharModel(ModelConfig(vocab_size=len(vocab.chars), hidden=16, layers=1, embed=8))
-    checkpoint.save(root / "text.safetensors", text, config=text.config.to_dict(), metadata=model_metadata(vocab),
-                    kind=TEXT_KIND)
+    write_tiny_dna_model(root / "dna.safetensors")
+    write_tiny_text_model(root / "text.safetensors")
     (root / "corpus.txt").write_text("to be or not to be, that is the question\n" * 200)
     return root
 
