@@ -180,8 +180,8 @@ def _coding_probs(model: DnaModel, batch: np.ndarray, context: int) -> np.ndarra
     net = model.coding
     y = Tensor(one_hot(batch).transpose(1, 2, 0))  # (B, 4, T)
     features = net.conv2(net.conv1(y).relu()).relu().data.transpose(2, 0, 1)  # (T, B, C)
-    out = np.concatenate([gru_inference(features, net.rnn, 0), gru_inference(features, net.rnn, 1)], axis=2)
-    logits = linear_inference(out[context:-context], net.head)  # (tile, B, 8)
+    out = net.rnn(Tensor(features))[0]  # both directions, (T, B, 2H)
+    logits = net.head(out[context:-context]).data  # (tile, B, 8)
     logp = log_softmax_array(logits.reshape(*logits.shape[:2], 2, 4), axis=-1)
     return np.exp(logp[..., 1:]).transpose(1, 2, 3, 0)  # (B, 2, 3, tile)
 
@@ -190,62 +190,12 @@ def _lm_bits(model: DnaModel, batch: np.ndarray, context: int, strand: int) -> n
     """(B, tile) bits of each base on one strand (NaN for N), in + strand order."""
     # + strand: left context, then the tile; - strand: right context first, then the tile, reverse-complemented
     seqs = batch[:, :-context] if strand == 0 else _rc_rows(batch[:, context:])
-    hidden = gru_inference(shifted(one_hot(seqs)), model.lm.rnn, 0)[context:]
-    logp = log_softmax_array(linear_inference(hidden, model.lm.head), axis=-1)  # (tile, B, 4)
+    hidden = model.lm.rnn(Tensor(shifted(one_hot(seqs))))[0][context:]
+    logp = log_softmax_array(model.lm.head(hidden).data, axis=-1)  # (tile, B, 4)
     target = seqs[:, context:].T
     picked = np.take_along_axis(logp, np.minimum(target, 3)[..., None], axis=-1)[..., 0]
     bits = (np.where(target == N, np.nan, -picked) / np.log(2)).T.astype(np.float32)  # (B, tile)
     return bits if strand == 0 else bits[:, ::-1]
-
-
-def linear_inference(x: np.ndarray, layer: nn.Linear) -> np.ndarray:
-    out = x @ layer.weight.data.T
-    if layer.bias is not None:
-        out += layer.bias.data
-    return out
-
-
-def gru_inference(x: np.ndarray, gru: GRU, direction: int, block: int = 256) -> np.ndarray:
-    """One direction of a one-layer GRU on (T, B, I) inputs, without autograd: same maths as the core's GRU, but
-    it keeps only the outputs (the core keeps every gate for backward, 8x the memory) and projects the inputs
-    ``block`` steps at a time."""
-    suffix = "_l0_reverse" if direction else "_l0"
-    w_ih, w_hh = getattr(gru, "weight_ih" + suffix).data, getattr(gru, "weight_hh" + suffix).data
-    b_ih, b_hh = getattr(gru, "bias_ih" + suffix).data, getattr(gru, "bias_hh" + suffix).data
-    steps, batch, _ = x.shape
-    hidden = w_hh.shape[1]
-    h2 = 2 * hidden
-    bias = b_ih.copy()
-    bias[:h2] += b_hh[:h2]  # b_hn must stay inside r * (W_hn h + b_hn)
-    b_hn = b_hh[h2:]
-    w_ih_t, w_hh_t = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
-    out = np.empty((steps, batch, hidden), np.float32)
-    hp = np.empty((batch, 3 * hidden), np.float32)
-    gates = np.empty((batch, h2), np.float32)
-    h = np.zeros((batch, hidden), np.float32)
-    order = np.arange(steps)[::-1] if direction else np.arange(steps)
-    for first in range(0, steps, block):
-        times = order[first:first + block]
-        xp = x[times] @ w_ih_t
-        xp += bias
-        for t, xp_t in zip(times, xp):
-            np.matmul(h, w_hh_t, out=hp)
-            np.add(xp_t[:, :h2], hp[:, :h2], out=gates)
-            gates *= 0.5  # sigmoid(v) = (1 + tanh(v / 2)) / 2
-            np.tanh(gates, out=gates)
-            gates *= 0.5
-            gates += 0.5
-            n = hp[:, h2:]
-            n += b_hn
-            n *= gates[:, :hidden]
-            n += xp_t[:, h2:]
-            np.tanh(n, out=n)
-            new = out[t]
-            np.subtract(h, n, out=new)
-            new *= gates[:, hidden:]
-            new += n
-            h = new
-    return out
 
 
 def _rc_rows(rows: np.ndarray) -> np.ndarray:

@@ -16,8 +16,8 @@ LSTM, gates i, f, g, o::
     c' = f * c + i * g
     h' = o * tanh(c')
 
-Each layer and direction is ONE autograd node: the input projection of all time
-steps is one GEMM, each step is one GEMM with the recurrent weights for all gates
+Each layer and direction is ONE autograd node: the input projection is one GEMM
+for all time steps (per 256 steps on long sequences), each step is one GEMM with the recurrent weights for all gates
 together plus in-place gate maths on preallocated buffers, and the hand-written
 backward walks the steps in reverse with the step-independent factors computed
 for the whole sequence up front. Weight gradients are one GEMM each over all
@@ -33,8 +33,11 @@ from typing import Any
 import numpy as np
 
 from .. import random as _random
-from ..tensor import DEFAULT_DTYPE, Tensor, cat, dropout, stack
+from ..tensor import DEFAULT_DTYPE, Tensor, cat, dropout, is_grad_enabled, stack
 from .module import Module, Parameter
+
+
+PROJECTION_STEPS = 256  # input projections are one GEMM per this many steps: bounded memory on long sequences
 
 
 @functools.lru_cache(maxsize=64)
@@ -101,30 +104,36 @@ def gru_layer(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Te
     if b_hh is not None:
         bias = (np.zeros(3 * hidden, dtype) if bias is None else bias)
         bias[:h2] += b_hh.data[:h2]
-    xp = _input_projection(xs, w_ih.data, bias)
     pre, post, shift = _gate_affine(2, None, hidden, dtype.str)
+    parents, grads_for = _gru_parents(x, h0, w_ih, w_hh, b_ih, b_hh)
+    # Every step's gates are kept only for a backward; inference reuses one step's buffers.
+    keep = is_grad_enabled() and any(p.requires_grad for p in parents)
+    slots = steps if keep else 1
 
     hs = np.empty((steps + 1, batch, hidden), dtype)
     hs[0] = 0 if h0 is None else h0.data
-    rz = np.empty((steps, batch, h2), dtype)
-    n = np.empty((steps, batch, hidden), dtype)
-    hn = np.empty((steps, batch, hidden), dtype)  # W_hn h + b_hn, needed for dr
+    rz = np.empty((slots, batch, h2), dtype)
+    n = np.empty((slots, batch, hidden), dtype)
+    hn = np.empty((slots, batch, hidden), dtype)  # W_hn h + b_hn, needed for dr
     hp = np.empty((batch, 3 * hidden), dtype)
     for t in range(steps):
+        if t % PROJECTION_STEPS == 0:  # the next block of steps' input projection, one GEMM
+            xp = _input_projection(xs[t:t + PROJECTION_STEPS], w_ih.data, bias)
+        slot, xp_t = (t if keep else 0), xp[t % PROJECTION_STEPS]
         np.matmul(hs[t], w_hh_t, out=hp)
-        gates = rz[t]
-        np.add(xp[t, :, :h2], hp[:, :h2], out=gates)
+        gates = rz[slot]
+        np.add(xp_t[:, :h2], hp[:, :h2], out=gates)
         gates *= pre
         np.tanh(gates, out=gates)
         gates *= post
         gates += shift
         if b_hn is not None:
-            np.add(hp[:, h2:], b_hn, out=hn[t])
+            np.add(hp[:, h2:], b_hn, out=hn[slot])
         else:
-            hn[t] = hp[:, h2:]
-        n_t = n[t]
-        np.multiply(gates[:, :hidden], hn[t], out=n_t)
-        n_t += xp[t, :, h2:]
+            hn[slot] = hp[:, h2:]
+        n_t = n[slot]
+        np.multiply(gates[:, :hidden], hn[slot], out=n_t)
+        n_t += xp_t[:, h2:]
         np.tanh(n_t, out=n_t)
         h = hs[t + 1]
         np.subtract(hs[t], n_t, out=h)
@@ -158,7 +167,6 @@ def gru_layer(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Te
         gx, gw_ih, gb_ih = _input_grads(d_hidden, xs, w_ih.data)
         return grads_for(gx[::-1] if reverse else gx, dh, gw_ih, gw_hh, gb_ih, gb_hh)
 
-    parents, grads_for = _gru_parents(x, h0, w_ih, w_hh, b_ih, b_hh)
     out = Tensor.from_op(outputs, parents, backward, "gru")
     return out, out[0] if reverse else out[steps - 1]
 
