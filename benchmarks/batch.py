@@ -20,19 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipelines.fasta import decode, read_records
+
 GENOMES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "genomes"
 SOURCES = ("GCF_000005845.2_ASM584v2_genomic.fna", "Haemophilus_influenzae_Rd_KW20.fna")
 CONFIGS = ((1, 1), (2, 1), (1, 2))  # (workers, BLAS threads per worker)
 
 
-def read_sequence(path: Path) -> str:
-    """The first record's bases (enough for making fragments)."""
-    lines = path.read_text().split(">")[1].splitlines()[1:]
-    return "".join(lines)
-
-
 def make_inputs(root: Path, count: int, fragment: int) -> list[Path]:
-    sequences = [read_sequence(GENOMES / name) for name in SOURCES]
+    sequences = [decode(next(iter(read_records(GENOMES / name).values()))) for name in SOURCES]
     paths = []
     for i in range(count):
         sequence = sequences[i % len(sequences)]

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import psutil
 
+from .scan import big_fasta
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-GENOMES = ("GCF_000005845.2_ASM584v2_genomic.fna", "Haemophilus_influenzae_Rd_KW20.fna")
 TEXT = SHARED / "text" / "tinyshakespeare" / "input.txt"
 
 
@@ -41,20 +42,6 @@ def peak_rss_mb(command: list[str]) -> tuple[float, float]:
     if process.returncode != 0:
         sys.exit(f"benchmarks.memory: {' '.join(command)} failed: {process.stderr.read().decode()}")
     return peak / 2**20, time.perf_counter() - started
-
-
-def make_fasta(path: Path, bases: int) -> Path:
-    genomes = ["".join(line.strip() for line in (SHARED / "genomes" / name).read_text().split(">")[1].splitlines()[1:])
-               for name in GENOMES]
-    with path.open("w") as handle:
-        handle.write(">concatenated\n")
-        written, turn = 0, 0
-        while written < bases:
-            piece = genomes[turn % 2][:bases - written]
-            for i in range(0, len(piece), 80):
-                handle.write(piece[i:i + 80] + "\n")
-            written, turn = written + len(piece), turn + 1
-    return path
 
 
 def make_text(path: Path, size: int) -> Path:
@@ -81,7 +68,7 @@ def make_text_model(path: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scan-mbp", type=float, nargs="+", default=[2, 20])
+    parser.add_argument("--scan-mbp", type=int, nargs="+", default=[2, 20])
     parser.add_argument("--text-mb", type=float, nargs="+", default=[10, 100])
     parser.add_argument("--json", action="store_true", help="JSON Lines instead of a table")
     args = parser.parse_args()
@@ -92,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temp:
         root = Path(temp)
         for mbp in args.scan_mbp:
-            fasta = make_fasta(root / f"{mbp:g}mbp.fa", int(mbp * 1e6))
+            fasta = big_fasta(mbp, root)
             peak, seconds = peak_rss_mb(cli + ["scan", str(fasta), "--out", str(root / "scan.parquet"), "--quiet"])
             rows.append({"command": "scan", "input": f"{mbp:g} Mbp", "peak_rss_mb": peak, "seconds": seconds})
             fasta.unlink()

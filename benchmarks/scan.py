@@ -32,7 +32,7 @@ from pipelines.dna_data import Genome, Region, carve_validation, load_genome, sp
 from pipelines.dna_eval import _prf, _ratios, evaluate
 from pipelines.dna_genes import GeneCall, call_mask
 from pipelines.dna_model import default_model_path
-from pipelines.fasta import N, reverse_complement
+from pipelines.fasta import N, decode, read_records, reverse_complement
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "genomes"
 FASTA = DATA / "GCF_000005845.2_ASM584v2_genomic.fna"
@@ -69,7 +69,7 @@ def scan_run(fasta: Path, model: Path, out_dir: Path) -> tuple[float, float]:
 def big_fasta(megabases: int, directory: Path) -> Path:
     """Exactly ``megabases`` Mbp as ONE record (the hard case for memory): the E. coli and H. influenzae genomes
     concatenated in turn, 80 bases a line."""
-    genomes = [path.read_text().split("\n", 1)[1].replace("\n", "") for path in (FASTA, OTHER_FASTA)]
+    genomes = [decode(next(iter(read_records(path).values()))) for path in (FASTA, OTHER_FASTA)]
     path = directory / f"big{megabases}.fa"
     target, total, index = megabases * 1_000_000, 0, 0
     with open(path, "w") as handle:
