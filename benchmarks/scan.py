@@ -29,7 +29,7 @@ import numpy as np
 
 from pipelines.dna_adapt import AdaptOptions
 from pipelines.dna_data import Genome, Region, carve_validation, load_genome, split_regions
-from pipelines.dna_eval import _prf, _ratios, evaluate
+from pipelines.dna_eval import overlap_counts, precision_recall_f1, evaluate
 from pipelines.dna_genes import GeneCall, call_mask
 from pipelines.dna_model import default_model_path
 from pipelines.fasta import N, decode, read_records, reverse_complement
@@ -99,7 +99,7 @@ def pyrodigal_calls(codes: np.ndarray) -> tuple[list[GeneCall], float] | None:
 def gene_metrics(calls: list[GeneCall], genome: Genome, region: Region) -> dict[str, float]:
     labels = genome.labels[region.record][:, region.start:region.end] >= 0
     mask = call_mask(calls, len(genome.codes[region.record]))[:, region.start:region.end]
-    precision, recall, f1 = _ratios(*_prf(mask, labels))
+    precision, recall, f1 = precision_recall_f1(*overlap_counts(mask, labels))
     predicted = {(c.strand, c.three_prime) for c in calls if region.start <= c.three_prime < region.end}
     annotated = {(int(s), int(e)) for s, e in genome.three_prime[region.record] if region.start <= e < region.end}
     hits = len(predicted & annotated)

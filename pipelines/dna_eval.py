@@ -28,11 +28,12 @@ from .dna_model import load_dna_model, score
 from .scan import MARGIN
 
 
-def _prf(predicted: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+def overlap_counts(predicted: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+    """True positives, predicted and true counts of two boolean masks."""
     return int((predicted & truth).sum()), int(predicted.sum()), int(truth.sum())
 
 
-def _ratios(tp: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
+def precision_recall_f1(tp: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
     precision = tp / n_pred if n_pred else float("nan")
     recall = tp / n_true if n_true else float("nan")
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
@@ -62,8 +63,8 @@ def evaluate(model_path: Path, fasta: Path, annotation: Path, regions: list[str]
         calls = call_genes(codes[lo:hi], scores.coding, options)
         a, b = region.start - lo, region.end - lo
         truth = genome.labels[region.record][:, region.start:region.end] >= 0
-        counts[0] += _prf(call_mask(calls, hi - lo)[:, a:b], truth)
-        counts[1] += _prf(scores.coding.sum(axis=1)[:, a:b] > 0.5, truth)
+        counts[0] += overlap_counts(call_mask(calls, hi - lo)[:, a:b], truth)
+        counts[1] += overlap_counts(scores.coding.sum(axis=1)[:, a:b] > 0.5, truth)
         predicted = {(c.strand, c.three_prime + lo) for c in calls if region.start <= c.three_prime + lo < region.end}
         ends = genome.three_prime[region.record]
         annotated = {(int(s), int(e)) for s, e in ends if region.start <= e < region.end}
@@ -71,9 +72,9 @@ def evaluate(model_path: Path, fasta: Path, annotation: Path, regions: list[str]
         bits = scores.bits[:, a:b]
         bits_sum += float(np.nansum(bits))
         bits_n += int((~np.isnan(bits)).sum())
-    gp, gr, gf = _ratios(*counts[0])
-    rp, rr, rf = _ratios(*counts[1])
-    ep, es, _ = _ratios(*counts[2])
+    gp, gr, gf = precision_recall_f1(*counts[0])
+    rp, rr, rf = precision_recall_f1(*counts[1])
+    ep, es, _ = precision_recall_f1(*counts[2])
     return {"file": str(fasta), "annotation": str(annotation), "model": str(model_path),
             "regions": [str(r) for r in stretches], "adapted": adapt_options is not None,
             "bases": int(sum(r.end - r.start for r in stretches)),

@@ -44,7 +44,7 @@ ERROR_MODES = ("strict", "replace")
 
 
 # ------------------------------------------------------------------ reading
-def _codec_name(encoding: str) -> str:
+def codec_name(encoding: str) -> str:
     try:
         return codecs.lookup(encoding).name
     except LookupError:
@@ -81,7 +81,7 @@ def read_text(path: Path, encoding: str = "utf-8", errors: str = "strict", start
     """
     if errors not in ERROR_MODES:
         raise SeqdlError(f"--errors must be one of {', '.join(ERROR_MODES)}, not {errors!r}")
-    codec = _codec_name(encoding)
+    codec = codec_name(encoding)
     check_nul = not codec.startswith(("utf-16", "utf-32"))  # only these encodings put NUL bytes in text
     decoder = codecs.getincrementaldecoder(codec)(errors)
     stream, raw = _open_binary(path)
@@ -261,7 +261,7 @@ def _input_key(paths: Sequence[Path]) -> list[dict]:
 
 
 def _cache_key(paths: Sequence[Path], options: CorpusOptions, vocab: Vocabulary | None) -> dict:
-    key = {"format": CACHE_FORMAT, "inputs": _input_key(paths), "encoding": _codec_name(options.encoding),
+    key = {"format": CACHE_FORMAT, "inputs": _input_key(paths), "encoding": codec_name(options.encoding),
            "errors": options.errors}
     if vocab is None:
         key["min_count"] = options.min_count

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import seqdl
 from seqdl.io import atomic_path, progress_bar, provenance
 
-from .text_corpus import CHUNK_BYTES, _codec_name, is_gzip, read_text, Vocabulary
+from .text_corpus import CHUNK_BYTES, codec_name, is_gzip, read_text, Vocabulary
 from .text_model import CharModel, put_rows, reset_rows, start_id, take_rows, zero_state
 
 LN2 = float(np.log(2))
@@ -193,7 +193,7 @@ class Segment:
 def plan_segments(path: Path, encoding: str, segment_bytes: int = SEGMENT_BYTES) -> list[Segment]:
     """Cut a plain file at line starts into pieces of about ``segment_bytes``; gzip and UTF-16/32 files stay whole."""
     size = path.stat().st_size
-    if size <= 2 * segment_bytes or is_gzip(path) or _codec_name(encoding).startswith(("utf-16", "utf-32")):
+    if size <= 2 * segment_bytes or is_gzip(path) or codec_name(encoding).startswith(("utf-16", "utf-32")):
         return [Segment(path, 0, None, 0)]
     cuts: list[tuple[int, int]] = []  # (byte after a newline, newlines before it)
     newlines, offset, target = 0, 0, segment_bytes
