@@ -6,10 +6,12 @@
    strands, all outputs), as a separate process (peak RSS from GNU ``/usr/bin/time``).
    ``--big 20,200`` also scans single-record FASTA files of 20 and 200 Mbp made by
    concatenating genomes (in a temp directory), for the memory target.
-2. Base-level strand-specific coding P/R/F1 and gene 3'-end sensitivity/precision
-   on the held-out region (3,700,000-end of NC_000913.3) and the whole genome, for
-   seqdl and for pyrodigal (self-trained on the genome; skipped if not installed);
-   the same on H. influenzae (never trained on), with and without ``--adapt``.
+2. Base-level strand-specific coding P/R/F1, gene 3'-end sensitivity/precision, exact
+   gene (both ends) sensitivity/precision and the 5'-end accuracy of the genes whose 3'
+   end is right, on the held-out region (3,700,000-end of NC_000913.3) and the whole
+   genome, for seqdl and for pyrodigal side by side (self-trained on the genome; skipped
+   if not installed); the same on H. influenzae (never trained on), with and without
+   ``--adapt``.
 3. Bits/base on the held-out region (both strands): the model's language model vs
    order-k Markov models trained on the same training bases (k chosen on the
    validation stretch the trainer uses, all k printed).
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.annotation import read_annotation
 from pipelines.dna_adapt import AdaptOptions
 from pipelines.dna_data import Genome, Region, carve_validation, load_genome, split_regions
 from pipelines.dna_eval import overlap_counts, precision_recall_f1, evaluate
@@ -96,20 +99,29 @@ def pyrodigal_calls(codes: np.ndarray) -> tuple[list[GeneCall], float] | None:
     return calls, time.perf_counter() - started
 
 
-def gene_metrics(calls: list[GeneCall], genome: Genome, region: Region) -> dict[str, float]:
+def gene_metrics(calls: list[GeneCall], genome: Genome, annotation: Path, region: Region) -> dict[str, float]:
+    """The figures ``seqdl eval dna`` gives, for calls made by another tool."""
     labels = genome.labels[region.record][:, region.start:region.end] >= 0
-    mask = call_mask(calls, len(genome.codes[region.record]))[:, region.start:region.end]
+    length = len(genome.codes[region.record])
+    mask = call_mask(calls, length)[:, region.start:region.end]
     precision, recall, f1 = precision_recall_f1(*overlap_counts(mask, labels))
-    predicted = {(c.strand, c.three_prime) for c in calls if region.start <= c.three_prime < region.end}
-    annotated = {(int(s), int(e)) for s, e in genome.three_prime[region.record] if region.start <= e < region.end}
-    hits = len(predicted & annotated)
+    predicted = {(c.strand, c.five_prime, c.three_prime) for c in calls if region.start <= c.three_prime < region.end}
+    annotated = {(s, f, t) for s, f, t in read_annotation(annotation).gene_ends(region.record, length).tolist()
+                 if region.start <= t < region.end}
+    three = len({(s, t) for s, _, t in predicted} & {(s, t) for s, _, t in annotated})
+    exact = len(predicted & annotated)
     return {"genes_precision": precision, "genes_recall": recall, "genes_f1": f1,
-            "three_prime_sensitivity": hits / len(annotated), "three_prime_precision": hits / len(predicted)}
+            "three_prime_sensitivity": three / len(annotated), "three_prime_precision": three / len(predicted),
+            "exact_gene_sensitivity": exact / len(annotated), "exact_gene_precision": exact / len(predicted),
+            "five_prime_accuracy": exact / three}
+
+
+GENE_KEYS = ("genes_precision", "genes_recall", "genes_f1", "three_prime_sensitivity", "three_prime_precision",
+             "exact_gene_sensitivity", "exact_gene_precision", "five_prime_accuracy")
 
 
 def gene_row(name: str, m: dict[str, float]) -> list[str]:
-    keys = ("genes_precision", "genes_recall", "genes_f1", "three_prime_sensitivity", "three_prime_precision")
-    return [name, *(f"{m[k]:.3f}" for k in keys), f"{m['seconds']:.1f}"]
+    return [name, *(f"{m[k]:.3f}" for k in GENE_KEYS), f"{m['seconds']:.1f}"]
 
 
 def markov_bits(genome: Genome, train: list[Region], test: Region, k: int) -> float:
@@ -166,7 +178,7 @@ def main() -> None:
     if prodigal is not None:
         calls, seconds = prodigal
         for name, region in (("pyrodigal, E. coli held out", HOLDOUT), ("pyrodigal, E. coli whole genome", whole)):
-            rows.append(gene_row(name, {**gene_metrics(calls, genome, region), "seconds": seconds}))
+            rows.append(gene_row(name, {**gene_metrics(calls, genome, GFF, region), "seconds": seconds}))
     if OTHER_FASTA.exists():
         rows.append(gene_row("seqdl, H. influenzae", evaluate(args.model, OTHER_FASTA, OTHER_GB, None)))
         rows.append(gene_row("seqdl --adapt, H. influenzae",
@@ -177,8 +189,10 @@ def main() -> None:
         if prodigal is not None:
             calls, seconds = prodigal
             rows.append(gene_row("pyrodigal, H. influenzae",
-                                 {**gene_metrics(calls, other, Region(record, 0, length)), "seconds": seconds}))
-    print_table(["genes", "base P", "base R", "base F1", "3' sens", "3' prec", "seconds"], rows)
+                                 {**gene_metrics(calls, other, OTHER_GB, Region(record, 0, length)),
+                                  "seconds": seconds}))
+    print_table(["genes", "base P", "base R", "base F1", "3' sens", "3' prec", "exact sens", "exact prec",
+                 "5' acc", "seconds"], rows)
 
     train, val = carve_validation(split_regions(genome.lengths, [HOLDOUT]), VAL_BASES)
     rows = []

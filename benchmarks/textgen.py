@@ -11,11 +11,17 @@ schedule re-planned from the measured time per step. Validation (the last 10 %
 of the text, scored with carried state by seqdl's evaluator, with PyTorch's
 weights copied into a seqdl model) happens once after the budget, outside it.
 Then both sample 2,000 characters one at a time from a single stream.
+
+A third run is what a user gets from ``seqdl textgen CORPUS --minutes M``: the
+command's own trainer (:mod:`pipelines.text_train` on :mod:`seqdl.training`),
+with its validations, checkpoints and fixed costs inside the budget, scored on
+the same held-out tenth.
 """
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import asdict
 import tempfile
 import time
 from pathlib import Path
@@ -26,36 +32,42 @@ import seqdl
 from seqdl.nn import functional as F
 from seqdl.optim import AdamW, clip_grad_norm_
 
+from pipelines import text_train
 from pipelines.text_corpus import Corpus, CorpusOptions, load_corpus
 from pipelines.text_eval import array_streams, mean_nats
-from pipelines.text_model import CharModel, ModelConfig, SamplingOptions, generate, start_id
+from pipelines.text_model import CharModel, ModelConfig, SamplingOptions, generate, load_text_model, start_id
 from pipelines.text_train import TrainOptions
-from seqdl.training import batch_rng
+from seqdl.training import Budget, Settings, batch_rng
+from seqdl.training.loop import PROVISIONAL_STEPS
 
 from .table import format_table
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "tinyshakespeare" / "input.txt"
 
 
-def lr_at(step: int, total: int, o: TrainOptions) -> float:
+def lr_at(step: int, warmup: int, total: int, o: TrainOptions) -> float:
     """Linear warm-up, then cosine to ``min_lr_ratio * lr`` at ``total`` (seqdl's WarmupCosine)."""
-    if step < o.warmup_steps:
-        return o.lr * (step + 1) / o.warmup_steps
-    progress = min((step - o.warmup_steps) / max(total - o.warmup_steps, 1), 1.0)
+    if step < warmup:
+        return o.lr * (step + 1) / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
     low = o.lr * o.min_lr_ratio
     return low + (o.lr - low) * (1 + math.cos(math.pi * progress)) / 2
 
 
 def _timed_loop(step_fn, seconds: float, o: TrainOptions) -> int:
-    """Run ``step_fn(step, lr)`` until ``seconds`` pass, re-planning the cosine's length every 10 steps."""
-    step, total = 0, o.warmup_steps + 1000
+    """Run ``step_fn(step, lr)`` until ``seconds`` pass, re-planning the cosine's length (and, until it is over,
+    the warm-up) every 10 steps, as seqdl's loop does."""
+    step, total = 0, PROVISIONAL_STEPS
+    warmup = o.warmup_for(total)
     start = time.monotonic()
     while time.monotonic() - start < seconds:
-        step_fn(step, lr_at(step, total, o))
+        step_fn(step, lr_at(step, warmup, total, o))
         step += 1
         if step % 10 == 0:
             elapsed = time.monotonic() - start
-            total = max(step + int((seconds - elapsed) / (elapsed / step)), o.warmup_steps + 1)
+            total = step + int((seconds - elapsed) / (elapsed / step))
+            warmup = o.warmup_for(total) if step < warmup else warmup
+            total = max(total, warmup + 1)
     return step
 
 
@@ -121,6 +133,16 @@ def train_torch(corpus: Corpus, model, o: TrainOptions, seconds: float) -> dict:
     return {"steps": steps, "chars_per_second": steps * o.batch_size * o.seq_len / (time.monotonic() - started)}
 
 
+def train_command(corpus_path: Path, tmp: Path, config: ModelConfig, o: TrainOptions, minutes: float) -> dict:
+    """``seqdl textgen CORPUS --minutes M`` with this model and these options: the command's whole trainer."""
+    model_path = tmp / "command.safetensors"
+    model_options = {k: getattr(config, k) for k in ("cell", "hidden", "layers", "embed", "dropout")}
+    result = text_train.train([corpus_path], model_path, budget=Budget(minutes=minutes), model_overrides=model_options,
+                              train_overrides=asdict(o), settings=Settings(quiet=True))
+    return {"model": load_text_model(model_path)[0], "steps": result.step,
+            "validation_share": result.validation_seconds / result.seconds}
+
+
 def validation_loss(corpus: Corpus, model: CharModel) -> float:
     streams = array_streams(corpus.data, corpus.n_train, len(corpus.data), pieces=16, warmup=1024, max_chars=None,
                             first_input=start_id(corpus.vocab))
@@ -160,9 +182,10 @@ def main() -> None:
     parser.add_argument("--sample-length", type=int, default=2000)
     for name in ("cell", "hidden", "layers", "embed", "dropout"):
         parser.add_argument(f"--{name}", type=type(getattr(defaults_model, name)), default=getattr(defaults_model, name))
-    for name in ("seq_len", "batch_size", "lr", "weight_decay", "warmup_steps", "seed"):
+    for name in ("seq_len", "batch_size", "lr", "weight_decay", "seed"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(defaults_train, name)),
                             default=getattr(defaults_train, name))
+    parser.add_argument("--warmup-steps", type=int, default=None, help="fixed warm-up (default: a fraction of the run)")
     args = parser.parse_args()
 
     import torch
@@ -186,9 +209,12 @@ def main() -> None:
         their_run = train_torch(corpus, theirs, options, seconds)
         their_weights = CharModel(config)
         their_weights.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+        command = train_command(args.corpus, Path(tmp), config, options, args.minutes)
         rows = [
             {"benchmark": f"validation loss after {args.minutes:g} min", "unit": "nats/char (lower=better)",
              "seqdl": validation_loss(corpus, ours), "torch": validation_loss(corpus, their_weights)},
+            {"benchmark": f"same, `seqdl textgen --minutes {args.minutes:g}`", "unit": "nats/char (lower=better)",
+             "seqdl": validation_loss(corpus, command["model"]), "torch": None},
             {"benchmark": "training throughput", "unit": "chars/s",
              "seqdl": our_run["chars_per_second"], "torch": their_run["chars_per_second"]},
             {"benchmark": "training steps in the budget", "unit": "steps",
@@ -201,6 +227,8 @@ def main() -> None:
           f"batch {options.batch_size}x{options.seq_len}, lr {options.lr}, {args.minutes:g} min each; "
           f"seqdl vs torch {torch.__version__} ({torch.get_num_threads()} threads); ratio = seqdl / torch")
     print(format_table(rows))
+    print(f"`seqdl textgen --minutes {args.minutes:g}`: {command['steps']} steps, "
+          f"{100 * command['validation_share']:.1f} % of its time validating")
 
 
 if __name__ == "__main__":

@@ -12,23 +12,19 @@ Pseudogenes (``pseudo=true``, ``/pseudo``) are not coding sequence.
 """
 from __future__ import annotations
 
-import gzip
 import re
 import warnings
-import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import unquote
 
 import numpy as np
 
 from seqdl.errors import SeqdlError
-
-from .fasta import open_sequence_file
+from seqdl.io import gzip_errors, open_input, warn
 
 NONCODING = -1
+ANNOTATION_FILE = "a GFF3 or GenBank file"
 
 
 @dataclass(frozen=True)
@@ -53,6 +49,11 @@ class Gene:
         last = self.segments[-1]  # segments are in biological (5'->3') order
         return (last.end - 1) % length if self.strand == 0 else last.start % length
 
+    def five_prime(self, length: int) -> int:
+        """The first base of the start codon on the record."""
+        first = self.segments[0]
+        return first.start % length if self.strand == 0 else (first.end - 1) % length
+
 
 @dataclass
 class Annotation:
@@ -69,6 +70,10 @@ class Annotation:
         if unknown and not self.records() & set(lengths):
             raise SeqdlError(f"no sequence name matches a FASTA record (annotation has {sorted(unknown)[:3]}, "
                              f"FASTA has {sorted(lengths)[:3]})", str(self.path))
+        if unknown:
+            named = len(self.records())
+            warn(f"{self.path}: {named - len(unknown)} of {named} annotated sequence names match a FASTA record; "
+                 f"the genes of the others (e.g. {sorted(unknown)[0]!r}) are left out")
         out = {name: np.full((2, length), NONCODING, np.int8) for name, length in lengths.items()}
         for gene in self.genes:
             if gene.record not in lengths:
@@ -87,6 +92,12 @@ class Annotation:
         ends = sorted({(g.strand, g.three_prime(length)) for g in self.genes if g.record == record})
         return np.array(ends, np.int64).reshape(-1, 2)
 
+    def gene_ends(self, record: str, length: int) -> np.ndarray:
+        """Sorted (strand, 5' end, 3' end) of the record's genes, as an (n, 3) array (ends as in :class:`Gene`)."""
+        ends = sorted({(g.strand, g.five_prime(length), g.three_prime(length)) for g in self.genes
+                       if g.record == record})
+        return np.array(ends, np.int64).reshape(-1, 3)
+
 
 def _positions(segment: Segment) -> np.ndarray:
     return np.arange(segment.start, segment.end)
@@ -99,19 +110,10 @@ def _codon_positions(segment: Segment) -> np.ndarray:
     return ((offsets - segment.phase) % 3).astype(np.int8)
 
 
-@contextmanager
-def _gzip_errors(path: Path) -> Iterator[None]:
-    """A damaged gzip file surfaces as one of several exceptions, at any read: one clear error for all."""
-    try:
-        yield
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise SeqdlError(f"truncated or corrupt gzip data ({exc})", str(path)) from None
-
-
 def read_annotation(path: str | Path) -> Annotation:
     """GFF3 or GenBank, judged by content; refused if it holds no CDS (no genes to learn or to score against)."""
     path = Path(path)
-    with _gzip_errors(path), open_sequence_file(path) as handle:
+    with gzip_errors(path), open_input(path, ANNOTATION_FILE) as handle:
         head = handle.read(200)
     if head.lstrip().startswith(b"LOCUS"):
         annotation = read_genbank(path)
@@ -132,7 +134,7 @@ def read_gff3(path: str | Path) -> Annotation:
     path = Path(path)
     annotation = Annotation(path)
     by_id: dict[tuple[str, str], Gene] = {}
-    with _gzip_errors(path), open_sequence_file(path) as handle:
+    with gzip_errors(path), open_input(path, ANNOTATION_FILE) as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if line.startswith("##FASTA"):
@@ -175,7 +177,7 @@ def read_genbank(path: str | Path) -> Annotation:
     path = Path(path)
     annotation = Annotation(path)
     try:
-        with _gzip_errors(path), open_sequence_file(path) as binary:
+        with gzip_errors(path), open_input(path, ANNOTATION_FILE) as binary:
             import io
 
             with warnings.catch_warnings():  # malformed lines: the error below (or nothing), not a warning each

@@ -1,7 +1,9 @@
 """The per-input work of ``seqdl scan`` and ``seqdl eval text`` as batch jobs (see :mod:`seqdl.batch`).
 
 Each job function runs on a Dask worker: it loads the model once per worker
-process (cached by path and file stamp) and writes one input's Parquet file.
+process (cached by path and file stamp) and writes one input's Parquet file (and,
+for a scan, its gene calls as BED6 and GFF3 beside it, written by the very code
+single-process scans use, so both modes give the same genes).
 """
 from __future__ import annotations
 
@@ -41,18 +43,23 @@ def model_loads() -> int:
     return _dna_model.cache_info().misses + _text_model.cache_info().misses
 
 
+GENE_SUFFIXES = (".bed", ".gff3")
+
+
 def _scan_one(model_path: Path, options: ScanOptions, command: str, path: Path, out: Path) -> dict[str, int]:
     model = _dna_model(str(model_path), _stamp(model_path))
-    _, summary = scan_files([path], model_path, out, options, quiet=True, command=command,
+    bed, gff = (out.with_suffix(suffix) for suffix in GENE_SUFFIXES)
+    _, summary = scan_files([path], model_path, out, options, bed=bed, gff=gff, quiet=True, command=command,
                             params=scan_params(options), model=model)
     return {"rows": summary["windows"], "units": summary["bases"]}
 
 
 def scan_job(model_path: Path, options: ScanOptions, command: str, threads: int = 1) -> Job:
-    """Scan one FASTA per task on ``threads`` cores of a worker (BLAS and the scan's own threads)."""
+    """Scan one FASTA per task on ``threads`` cores of a worker (BLAS and the scan's own threads); its gene calls go
+    to ``<output>.bed`` and ``<output>.gff3``."""
     options = replace(options, threads=threads)
     return Job(command, partial(_scan_one, model_path, options, command), scan_params(options), model_path, "bp",
-               threads=threads)
+               threads=threads, side_suffixes=GENE_SUFFIXES)
 
 
 def text_params(encoding: str, errors: str) -> dict[str, Any]:

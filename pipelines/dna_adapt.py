@@ -14,31 +14,41 @@ data. No annotation is read. Per strand:
 
 Then ``steps`` AdamW steps on random windows of the genome (both strands, as in
 training) update the coding model only; the language model is left as it is.
+
+The genome is streamed: a seeded reservoir keeps at most ``max_bases`` of it, in pieces
+of ``PIECE`` bp, whatever the input's size, and only the kept pieces are labelled (their
+first and last ``min_orf`` bases are left out, where an ORF may be cut). A genome with no
+long ORF to learn from leaves the model as it is, with a warning.
 """
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 from rich.progress import Progress
 from threadpoolctl import threadpool_limits
 
 from seqdl.errors import SeqdlError
-from seqdl.io import progress_bar
+from seqdl.io import progress_bar, warn
 from seqdl.nn import functional as F
 from seqdl.optim import AdamW, clip_grad_norm_
 from seqdl.tensor import Tensor
 from seqdl.training import batch_rng
 
 from .dna_data import Genome, Region
-from .dna_genes import STOPS, START_PENALTY, GeneCall, codons, resolve_overlaps
-from .dna_model import CLASSES, DnaModel, one_hot
+from .dna_genes import START_CODONS, STOPS, GeneCall, codons, resolve_overlaps
+from .dna_model import CLASSES, DnaModel, one_hot, score
 from .dna_train import Batches
-from .fasta import reverse_complement
+from .fasta import FastaReader, reverse_complement
 
 
 IGNORE = -101  # stored label; Batches adds 1, giving cross_entropy's ignore_index -100
+PIECE = 100_000  # bases per reservoir piece
+AUTO_SAMPLE = 200_000  # bases that needs_adapt scores
 
 
 @dataclass(frozen=True)
@@ -49,10 +59,12 @@ class AdaptOptions:
     seq_len: int = 400
     min_orf: int = 600
     short_orf: int = 150
+    max_bases: int = 4_000_000  # at most this much of the genome is kept to train on
+    auto: bool = False  # adapt only where needs_adapt says it is worth it
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.min_orf < 90 or self.short_orf < 3 or not self.lr > 0:
+        if self.steps < 1 or self.min_orf < 90 or self.short_orf < 3 or not self.lr > 0 or self.max_bases < 1:
             raise SeqdlError("--adapt-steps must be positive")
 
 
@@ -63,7 +75,7 @@ def long_orfs(codes: np.ndarray, min_orf: int) -> list[GeneCall]:
     for strand in (0, 1):
         seq = codes if strand == 0 else reverse_complement(codes)
         ids = codons(seq)
-        is_stop, is_start = np.isin(ids, STOPS), np.isin(ids, list(START_PENALTY))
+        is_stop, is_start = np.isin(ids, STOPS), np.isin(ids, START_CODONS)
         for frame in range(3):
             stops = np.flatnonzero(is_stop[frame::3]) * 3 + frame
             starts = np.flatnonzero(is_start[frame::3]) * 3 + frame
@@ -111,16 +123,116 @@ def pseudo_labels(codes: np.ndarray, options: AdaptOptions) -> np.ndarray:
     return labels
 
 
-def adapt(model: DnaModel, codes: dict[str, np.ndarray], options: AdaptOptions = AdaptOptions(),
+Piece = tuple[str, np.ndarray, bool, bool]  # name, codes, cut from the record on the left, on the right
+
+
+def pieces_of(source: Path | dict[str, np.ndarray]) -> Iterator[Piece]:
+    """Pieces of at most ``PIECE`` bp, streamed from a FASTA file or cut from records."""
+    if isinstance(source, dict):
+        for name, seq in source.items():
+            for start in range(0, len(seq), PIECE):
+                yield f"{name}:{start}", seq[start:start + PIECE], start > 0, start + PIECE < len(seq)
+        return
+    for chunk in FastaReader(source, chunk_size=PIECE):
+        yield f"{chunk.record}:{chunk.core_start}", chunk.core.copy(), chunk.core_start > 0, not chunk.last
+
+
+def reservoir(pieces: Iterable[Piece], options: AdaptOptions) -> list[Piece]:
+    """A seeded uniform sample of the pieces longer than a training window, at most ``max_bases`` in all."""
+    rng = np.random.default_rng(options.seed)
+    capacity = max(options.max_bases // PIECE, 1)
+    kept: list[Piece] = []
+    seen = 0
+    for piece in pieces:
+        if len(piece[1]) <= options.seq_len:
+            continue
+        seen += 1
+        if len(kept) < capacity:
+            kept.append(piece)
+        else:
+            slot = int(rng.integers(seen))
+            if slot < capacity:
+                kept[slot] = piece
+    return kept
+
+
+def piece_labels(piece: Piece, options: AdaptOptions) -> np.ndarray:
+    """Pseudo-labels of a piece, leaving out the ends where the piece cut the record (and maybe an ORF)."""
+    _, codes, cut_left, cut_right = piece
+    labels = pseudo_labels(codes, options)
+    if cut_left:
+        labels[:, :options.min_orf] = IGNORE
+    if cut_right:
+        labels[:, -options.min_orf:] = IGNORE
+    return labels
+
+
+def orf_agreement(model: DnaModel, pieces: Iterable[Piece], options: AdaptOptions) -> float | None:
+    """Mean probability the model gives, over the bases of long ORFs, to the codon position the ORF implies: how
+    well the network knows this genome's genes (None: no long ORF)."""
+    total, n = 0.0, 0
+    for piece in pieces:
+        codes = piece[1]
+        sums = agreement_sums(score(model, codes, 0, 0, len(codes), len(codes)).coding, piece_labels(piece, options))
+        total, n = total + sums[0], n + sums[1]
+    return total / n if n else None
+
+
+def agreement_sums(coding: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+    """Sum over the bases labelled with a codon position of the probability ``coding`` (2, 3, L) gives it, and
+    how many such bases there are."""
+    total, n = 0.0, 0
+    for strand in (0, 1):
+        where = np.flatnonzero(labels[strand] >= 0)
+        total += float(coding[strand, labels[strand, where], where].sum(dtype=np.float64))
+        n += len(where)
+    return total, n
+
+
+def needs_adapt(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptOptions = AdaptOptions()
+                ) -> bool:
+    """Whether ``--adapt`` is worth its time on ``source``: the network misses long-ORF codon positions on a sample
+    of ``AUTO_SAMPLE`` bp more than twice as often as on the genome its decoder was fitted on."""
+    fitted = model.genes.orf_agreement if model.genes is not None else None
+    if fitted is None:
+        return False
+    sample = reservoir(pieces_of(source), replace(options, max_bases=AUTO_SAMPLE))
+    ours = orf_agreement(model, sample, options)
+    return ours is not None and 1.0 - ours > 2.0 * (1.0 - fitted)
+
+
+def adapted_for(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptOptions | None,
+                quiet: bool = False, progress: Progress | None = None) -> DnaModel:
+    """The model to scan ``source`` with: ``model`` itself without ``options``, or when ``options.auto`` and
+    :func:`needs_adapt` says no; else :func:`adapt`'s (with a note on stderr when chosen automatically)."""
+    if options is None:
+        return model
+    if options.auto:
+        if not needs_adapt(model, source, options):
+            return model
+        if not quiet:
+            where = f"{source}: " if isinstance(source, Path) else ""
+            sys.stderr.write(f"seqdl: {where}the genome looks unlike the model's training genome: adapting to it "
+                             "first (--no-adapt skips this)\n")
+    return adapt(model, source, options, quiet, progress)
+
+
+def adapt(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptOptions = AdaptOptions(),
           quiet: bool = False, progress: Progress | None = None) -> DnaModel:
-    """A copy of ``model`` whose coding model is fine-tuned on ``codes`` (record -> bases); ``progress``: a live
-    progress display to add a task to (rich allows one at a time), else one of our own unless ``quiet``."""
-    labels = {name: pseudo_labels(seq, options) for name, seq in codes.items()}
-    regions = [Region(name, 0, len(seq)) for name, seq in codes.items() if len(seq) > options.seq_len]
-    if not regions:
-        raise SeqdlError(f"--adapt needs a record longer than {options.seq_len} bp")
+    """A copy of ``model`` whose coding model is fine-tuned on ``source`` (a FASTA file, streamed, or record ->
+    bases); ``progress``: a live progress display to add a task to (rich allows one at a time), else one of our
+    own unless ``quiet``. Without a long ORF to learn from, ``model`` itself, with a warning."""
+    sample = reservoir(pieces_of(source), options)
+    codes = {piece[0]: piece[1] for piece in sample}
+    labels = {piece[0]: piece_labels(piece, options) for piece in sample}
+    where = f"{source}: " if isinstance(source, Path) else ""
+    if not any((table >= 0).any() for table in labels.values()):
+        warn(f"{where}--adapt found no open reading frame of {options.min_orf} bp or more to self-train on; "
+             "using the model as it is")
+        return model
+    regions = [Region(name, 0, len(seq)) for name, seq in codes.items()]
     batches = Batches(Genome(codes, labels, {}), regions, options.seq_len)
-    tuned = DnaModel(model.config)
+    tuned = DnaModel(model.config, model.genes)
     tuned.load_state_dict(model.state_dict())
     params = tuned.coding.parameters()
     optimizer = AdamW(params, lr=options.lr, weight_decay=0.0)

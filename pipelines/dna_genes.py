@@ -1,34 +1,112 @@
-"""Gene calls from per-base codon-position probabilities: start codon to in-frame stop, on both strands.
+"""Gene calls from per-base codon-position probabilities: a dynamic programme over candidate genes, both strands.
 
-For each stop codon, every start codon (ATG, GTG, TTG) upstream of it in the
-same frame with no stop in between is a candidate; its score is the sum over the
-gene of (in-frame coding probability - ``threshold``), where "in-frame" means
-the probability that the base sits in exactly the codon position this ORF gives
-it. The best-scoring start wins (a start upstream of the model's coding signal
-costs score, one inside it loses the coding bases it leaves out), less a small
-prior for the rarer GTG/TTG. Genes shorter than ``min_length`` or whose mean
-in-frame probability is below ``threshold`` are dropped, then overlaps longer
-than ``max_overlap`` are resolved greedily by score. Everything is vectorised
-over codons; only the final greedy pass loops, once per gene.
+In the spirit of Prodigal's (``dprog.c``), with the network in place of its hexamer statistics:
+
+1. *Candidates.* Every start codon (ATG, GTG, TTG) with an in-frame stop downstream and
+   no stop in between, at least ``min_length`` bp, on both strands.
+2. *Score* of a candidate, the log-odds that it is a gene, a weighted sum of features
+   (:data:`FEATURES`): the network's in-frame coding log-odds summed over the gene; the same
+   summed over ``LOCAL`` bases just after the start and just before it (the coding
+   signal should begin at the start, not before); the start codon's log-odds; a ribosome
+   binding site score (log-odds position weights over the bases ``RBS_FROM..RBS_TO``
+   upstream of the start: the Shine-Dalgarno motif at the right distance) and the
+   best log-odds of a ``MOTIF``-mer anywhere in that window (the motif at any distance);
+   log length and mean coding log-odds; plus a bias. A score is the log-odds of "this
+   gene" against "no gene in this ORF". Per stop, only the ``TOP_STARTS`` best starts go on.
+3. *Dynamic programme* over the candidates sorted by right end: the best total score of a
+   set of genes where neighbours overlap by at most ``SAME_OVERLAP`` bp on the same strand,
+   ``OPPOSITE_OVERLAP`` bp 3' to 3' on opposite strands, and not at all 5' to 5'
+   (Prodigal's limits). A loop per candidate (not per base) with prefix maxima.
+4. *Self-training.* The start codon and RBS tables are counts; after a first pass, the
+   starts of the genes it called are counted into them (weighted against the fitted
+   prior) and the programme runs again, so each genome gets its own start model.
+
+The weights, bias and prior tables are a :class:`GeneModel`, fitted on an annotated
+genome by :func:`fit_gene_model` and stored in the DNA model file (``seqdl.genes``).
+Everything per base or per candidate is vectorised; only the programme loops.
 """
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
+
+from seqdl.checkpoint import Checkpoint, load
+from seqdl.errors import CheckpointError
 
 from .fasta import N, reverse_complement
 
 STOPS = (3 * 16 + 0 * 4 + 0, 3 * 16 + 0 * 4 + 2, 3 * 16 + 2 * 4 + 0)  # TAA TAG TGA
-START_PENALTY = {0 * 16 + 3 * 4 + 2: 0.0, 2 * 16 + 3 * 4 + 2: 4.0, 3 * 16 + 3 * 4 + 2: 6.0}  # ATG GTG TTG
+START_CODONS = (0 * 16 + 3 * 4 + 2, 2 * 16 + 3 * 4 + 2, 3 * 16 + 3 * 4 + 2)  # ATG GTG TTG
+FEATURES = ("coding", "after", "before", "start_codon", "rbs", "motif", "log_length", "mean_coding",
+            "mean_probability")
+MOTIF = 4  # length of the upstream words counted for the Shine-Dalgarno motif
+LOCAL = 60  # bases after / before the start whose coding signal is a feature of its own
+RBS_FROM, RBS_TO = 21, 4  # the RBS window: bases -21..-5 upstream of the start codon's first base
+TOP_STARTS = 3  # best starts per stop that enter the programme
+SAME_OVERLAP, OPPOSITE_OVERLAP = 60, 200
+EPS = 1e-3  # floor of probabilities in the log-odds (caps a base's say at about +-7 nats)
+START_KIND = np.full(65, -1, np.int8)  # codon id -> 0/1/2 for ATG/GTG/TTG, -2 for a stop, else -1 (last: N)
+START_KIND[list(START_CODONS)] = np.arange(3)
+START_KIND[list(STOPS)] = -2
+TABLES = ("start_codon", "rbs", "motif")  # the start model's count tables, one feature each
+GENES_KEY = "seqdl.genes"  # the model file's metadata entry holding a GeneModel (JSON)
+
+
+@dataclass(frozen=True)
+class GeneModel:
+    """Fitted decoder parameters: feature ``weights`` and ``bias``; ``counts[name]`` per table in :data:`TABLES`,
+    shape (2, ...): row 0 at true starts, row 1 at every candidate start of the same ORFs (start codon (3,), base at
+    each RBS window position (window, 4), ``MOTIF``-mer anywhere in the window (4**MOTIF,)); ``prior`` the weight (in
+    genes) of these counts against a genome's own in self-training; ``orf_agreement`` how well the network agreed
+    with long ORFs on the genome it was fitted on (see :func:`dna_adapt.orf_agreement`)."""
+
+    weights: tuple[float, ...]
+    bias: float
+    counts: dict[str, np.ndarray] = field(compare=False)
+    prior: float = 200.0
+    orf_agreement: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"weights": self.weights, "bias": self.bias, "prior": self.prior,
+                           "orf_agreement": self.orf_agreement,
+                           "counts": {name: table.tolist() for name, table in self.counts.items()}})
+
+    @classmethod
+    def from_json(cls, text: str) -> "GeneModel":
+        values = json.loads(text)
+        agreement = values.get("orf_agreement")
+        if len(values["weights"]) != len(FEATURES):
+            raise ValueError(f"{len(values['weights'])} weights for {len(FEATURES)} features")
+        return cls(tuple(float(w) for w in values["weights"]), float(values["bias"]),
+                   {name: np.array(values["counts"][name], float) for name in TABLES}, float(values["prior"]),
+                   None if agreement is None else float(agreement))
+
+    def tables(self) -> dict[str, np.ndarray]:
+        """Log-odds of each table's entries (true starts vs all candidates)."""
+        return {name: log_odds(table) for name, table in self.counts.items()}
+
+    def with_counts(self, counts: dict[str, np.ndarray]) -> "GeneModel":
+        return replace(self, counts=counts)
+
+    def with_bias(self, bias: float) -> "GeneModel":
+        return replace(self, bias=bias)
+
+
+def log_odds(counts: np.ndarray) -> np.ndarray:
+    """log P(x | true start) / P(x | any candidate start), over the last axis, with add-one smoothing."""
+    true, every = counts[0] + 1.0, counts[1] + 1.0
+    return np.log(true / true.sum(axis=-1, keepdims=True)) - np.log(every / every.sum(axis=-1, keepdims=True))
 
 
 @dataclass(frozen=True)
 class CallOptions:
-    threshold: float = 0.5
     min_length: int = 90
-    max_overlap: int = 60
+    self_train: bool = True  # refit the start tables on the genes of a first pass (step 4 above)
+    min_self_train_genes: int = 20
 
 
 @dataclass(frozen=True)
@@ -43,6 +121,10 @@ class GeneCall:
     def three_prime(self) -> int:
         return self.end - 1 if self.strand == 0 else self.start
 
+    @property
+    def five_prime(self) -> int:
+        return self.start if self.strand == 0 else self.end - 1
+
 
 def codons(codes: np.ndarray) -> np.ndarray:
     """Codon id (0..63) starting at each position (-1 where a base is N); length ``len(codes) - 2``."""
@@ -52,76 +134,288 @@ def codons(codes: np.ndarray) -> np.ndarray:
     return ids
 
 
-def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, options: CallOptions
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Best start per stop on one strand (read 5'->3'): arrays start, end, score, start codon id."""
+# ------------------------------------------------------------ candidates
+@dataclass
+class Candidates:
+    """Every candidate gene of one strand, in that strand's 5'->3' coordinates: ``start`` (first base of the start
+    codon), ``end`` (past the stop codon), ``stop`` (index of its ORF's stop among this strand's stops), ``codon``
+    (0/1/2: ATG/GTG/TTG), ``upstream`` (n, RBS window) bases before the start (N beyond the sequence),
+    ``kmers`` (n, window - MOTIF + 1) ids of the ``MOTIF``-mers in that window (-1 where one holds an N), and
+    the features that need no table (:data:`FEATURES` less the tables')."""
+
+    start: np.ndarray
+    end: np.ndarray
+    stop: np.ndarray
+    codon: np.ndarray
+    upstream: np.ndarray
+    kmers: np.ndarray
+    fixed: np.ndarray  # (n, 6): coding, after, before, log length, mean coding, mean probability
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def take(self, index: np.ndarray) -> "Candidates":
+        return Candidates(self.start[index], self.end[index], self.stop[index], self.codon[index],
+                          self.upstream[index], self.kmers[index], self.fixed[index])
+
+    def features(self, tables: dict[str, np.ndarray]) -> np.ndarray:
+        """(n, len(FEATURES)) for the given log-odds tables."""
+        width = self.upstream.shape[1]
+        with_n = np.hstack([tables["rbs"], np.zeros((width, 1))])  # an N (or the sequence's edge) adds nothing
+        rbs = with_n[np.arange(width), self.upstream].sum(axis=1)
+        motif = np.append(tables["motif"], 0.0)[self.kmers].max(axis=1, initial=0.0)  # -1: the 0 appended
+        return np.column_stack([self.fixed[:, :3], tables["start_codon"][self.codon], rbs, motif, self.fixed[:, 3:]])
+
+
+def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, min_length: int) -> Candidates:
+    """All candidates of one strand read 5'->3' (``codon_probs`` (3, L) in the same orientation)."""
     length = len(codes)
-    if length < 6:
-        return (np.empty(0, np.int64),) * 2 + (np.empty(0),) + (np.empty(0, np.int64),)
-    ids = codons(codes)
-    is_stop = np.isin(ids, STOPS)
-    start_ids = np.array(list(START_PENALTY))
-    is_start = np.isin(ids, start_ids)
-    positions = np.arange(length)
-    out = ([], [], [], [])
+    ids = codons(codes) if length >= 3 else np.empty(0, np.int16)
+    kind = START_KIND[ids]  # ids of -1 (N) index the table's last entry, -1
+    is_stop = kind == -2
+    # in-frame coding log-odds of each base: log P(codon position the frame gives it) - log P(non-coding)
+    padded = -(-length // 3) * 3
+    logp = np.zeros((3, padded), np.float32)
+    log_nc = np.log(np.clip(1.0 - codon_probs.sum(axis=0), EPS, 1.0))
+    logp[:, :length] = np.log(np.maximum(codon_probs, EPS)) - log_nc
+    by_phase = logp.reshape(3, -1, 3)  # [class, codon, base in codon]
+    prob = np.zeros((3, padded), np.float32)  # the probabilities themselves: a mean of these shrugs off a few bases
+    prob[:, :length] = codon_probs
+    prob_phase = prob.reshape(3, -1, 3)
+    parts = []
+    stop_offset = 0
     for frame in range(3):
-        # in-frame coding probability of each base for an ORF in this frame, cumulated
-        inframe = codon_probs[(positions - frame) % 3, positions] - options.threshold
-        cum = np.concatenate([[0.0], np.cumsum(inframe, dtype=np.float64)])
         stops = np.flatnonzero(is_stop[frame::3]) * 3 + frame
-        starts = np.flatnonzero(is_start[frame::3]) * 3 + frame
-        if not stops.size or not starts.size:
-            continue
-        which = np.searchsorted(stops, starts)
-        ok = which < len(stops)
-        starts, which = starts[ok], which[ok]
-        ends = stops[which] + 3
-        penalty = _penalties(ids[starts])
-        scores = cum[ends] - cum[starts] - penalty
-        long_enough = ends - starts >= options.min_length
-        starts, ends, scores, which = starts[long_enough], ends[long_enough], scores[long_enough], which[long_enough]
-        if not starts.size:
-            continue
-        order = np.lexsort((-scores, which))  # per stop, best score first
-        first = np.ones(len(order), bool)
-        first[1:] = which[order][1:] != which[order][:-1]
-        best = order[first]
-        out[0].append(starts[best])
-        out[1].append(ends[best])
-        out[2].append(scores[best])
-        out[3].append(ids[starts[best]])
-    if not out[0]:
-        return (np.empty(0, np.int64),) * 2 + (np.empty(0),) + (np.empty(0, np.int64),)
-    return tuple(np.concatenate(part) for part in out)  # type: ignore[return-value]
+        starts = np.flatnonzero(kind[frame::3] >= 0) * 3 + frame
+        if stops.size and starts.size:
+            inframe = np.stack([by_phase[(m - frame) % 3, :, m] for m in range(3)], axis=1).ravel()
+            cum = np.concatenate([[0.0], np.cumsum(inframe, dtype=np.float64)])
+            inframe_p = np.stack([prob_phase[(m - frame) % 3, :, m] for m in range(3)], axis=1).ravel()
+            cum_p = np.concatenate([[0.0], np.cumsum(inframe_p, dtype=np.float64)])
+            which = np.searchsorted(stops, starts)
+            ok = which < len(stops)
+            starts, which = starts[ok], which[ok]
+            ends = stops[which] + 3
+            keep = ends - starts >= min_length
+            starts, which, ends = starts[keep], which[keep], ends[keep]
+            after = np.minimum(starts + LOCAL, ends)
+            before = np.maximum(starts - LOCAL, 0)
+            coding = np.column_stack([cum[ends] - cum[starts], cum[after] - cum[starts], cum[starts] - cum[before],
+                                      (cum_p[ends] - cum_p[starts]) / (ends - starts)])
+            parts.append((starts, ends, which + stop_offset, kind[starts], coding))
+        stop_offset += len(stops)
+    width = RBS_FROM - RBS_TO
+    if not parts:
+        empty = np.empty(0, np.int64)
+        return Candidates(empty, empty, empty, empty, np.empty((0, width), np.uint8),
+                          np.empty((0, width - MOTIF + 1), np.int64), np.empty((0, 6)))
+    starts, ends, stop, codon, coding = (np.concatenate(p) for p in zip(*parts))
+    padded = np.concatenate([np.full(RBS_FROM, N, np.uint8), codes.astype(np.uint8)])
+    window = starts[:, None] + np.arange(width)  # in padded coordinates: bases -RBS_FROM.. of each start
+    length = ends - starts
+    fixed = np.column_stack([coding[:, :3], np.log(length), coding[:, 0] / length, coding[:, 3]])
+    return Candidates(starts, ends, stop, codon, padded[window], _kmer_ids(padded)[window[:, :width - MOTIF + 1]],
+                      fixed)
 
 
-def _penalties(start_ids: np.ndarray) -> np.ndarray:
-    table = np.zeros(64)
-    for codon, cost in START_PENALTY.items():
-        table[codon] = cost
-    return table[start_ids]
+def _kmer_ids(codes: np.ndarray) -> np.ndarray:
+    """Id of the ``MOTIF``-mer starting at each position (-1 where it holds an N or runs off the end)."""
+    ids = np.zeros(len(codes), np.int64)
+    bad = np.zeros(len(codes), bool)
+    for k in range(MOTIF):
+        shifted = np.full(len(codes), N, np.uint8)
+        shifted[:len(codes) - k] = codes[k:]
+        ids = ids * 4 + np.minimum(shifted, 3)
+        bad |= shifted == N
+    return np.where(bad, -1, ids)
+
+
+def scores(candidates: Candidates, model: GeneModel, tables: dict[str, np.ndarray]) -> np.ndarray:
+    return candidates.features(tables) @ np.array(model.weights) + model.bias
+
+
+def best_starts(candidates: Candidates, score: np.ndarray, top: int = TOP_STARTS) -> np.ndarray:
+    """Indices of the ``top`` best-scoring candidates of each stop, best first within a stop."""
+    if not len(candidates):
+        return np.empty(0, np.int64)
+    order = np.lexsort((-score, candidates.stop))
+    stops = candidates.stop[order]
+    first = np.concatenate([[True], stops[1:] != stops[:-1]])
+    group_start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    rank = np.arange(len(order)) - group_start
+    return order[rank < top]
+
+
+# ------------------------------------------------------------ the dynamic programme
+def best_path(left: np.ndarray, right: np.ndarray, strand: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Indices of the set of candidates with the highest total score under the overlap limits (module docstring).
+
+    Weighted interval scheduling: candidates in order of right end; a gene's predecessor on its own strand must end
+    at most ``SAME_OVERLAP`` bp into it, one on the other strand ``OPPOSITE_OVERLAP`` bp if that one is on + and
+    this one on - (3' ends facing), else 0. Prefix maxima per strand make each step O(1) after a vectorised
+    binary search.
+    """
+    order = np.lexsort((left, right))
+    left, right, strand, score = left[order], right[order], strand[order], score[order]
+    n = len(order)
+    # per strand, the candidates' right ends in processing order; predecessor counts from binary searches
+    rights = [right[strand == s] for s in (0, 1)]
+    same = np.minimum(left + SAME_OVERLAP, right - 1)
+    opposite = np.minimum(left + np.where(strand == 1, OPPOSITE_OVERLAP, 0), right - 1)
+    before_same, before_opposite = np.empty(n, np.int64), np.empty(n, np.int64)
+    for s in (0, 1):
+        mine = strand == s
+        before_same[mine] = np.searchsorted(rights[s], same[mine], side="right")
+        before_opposite[mine] = np.searchsorted(rights[1 - s], opposite[mine], side="right")
+    # prefix maxima: best[s][k] = best total over the first k candidates of strand s; arg[s][k] which one (-1: none)
+    best = [[0.0], [0.0]]
+    arg = [[-1], [-1]]
+    back = np.full(n, -1, np.int64)
+    totals = np.empty(n)
+    for i, (s, a, b, value) in enumerate(zip(strand.tolist(), before_same.tolist(), before_opposite.tolist(),
+                                             score.tolist())):
+        x, y = best[s][a], best[1 - s][b]
+        if x >= y:
+            total, back[i] = value + x, arg[s][a]
+        else:
+            total, back[i] = value + y, arg[1 - s][b]
+        totals[i] = total
+        if total > best[s][-1]:
+            best[s].append(total)
+            arg[s].append(i)
+        else:
+            best[s].append(best[s][-1])
+            arg[s].append(arg[s][-1])
+    if not n:
+        return np.empty(0, np.int64)
+    chosen = []
+    i = int(np.argmax(totals))
+    if totals[i] <= 0:
+        return np.empty(0, np.int64)
+    while i >= 0:
+        chosen.append(i)
+        i = int(back[i])
+    return order[np.array(chosen[::-1], np.int64)]
+
+
+# ------------------------------------------------------------ calling
+def gene_model_of(saved: Checkpoint) -> GeneModel | None:
+    """The decoder parameters stored with a DNA model, if any."""
+    text = saved.metadata.get(GENES_KEY)
+    if text is None:
+        return None
+    try:
+        return GeneModel.from_json(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"has an unreadable {GENES_KEY} entry ({type(exc).__name__}: {exc})",
+                              str(saved.path)) from None
+
+
+@lru_cache(maxsize=1)
+def shipped_gene_model() -> GeneModel:
+    """The decoder parameters stored in the shipped DNA model (for a model file that has none)."""
+    from .dna_model import DEFAULT_MODEL
+
+    genes = gene_model_of(load(DEFAULT_MODEL))
+    if genes is None:
+        raise CheckpointError(f"holds no fitted gene decoder ({GENES_KEY}); run python -m pipelines.dna_genes_fit",
+                              str(DEFAULT_MODEL))
+    return genes
+
+
+def both_strands(codes: np.ndarray, coding: np.ndarray, min_length: int) -> list[Candidates]:
+    return [strand_candidates(codes, coding[0], min_length),
+            strand_candidates(reverse_complement(codes), coding[1][:, ::-1], min_length)]
+
+
+def decode(per_strand: list[Candidates], model: GeneModel, length: int, keep: list[GeneCall]
+           ) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """The programme's genes: per strand (strand, candidate indices, their scores)."""
+    tables = model.tables()
+    pools, columns = [], []  # columns: per strand (left, right, strand, score) of its pool, record coordinates
+    for strand, cands in enumerate(per_strand):
+        score = scores(cands, model, tables)
+        pool = best_starts(cands, score)
+        pool = pool[score[pool] > 0]
+        s, e = cands.start[pool], cands.end[pool]
+        left, right = (s, e) if strand == 0 else (length - e, length - s)
+        pools.append((strand, pool))
+        columns.append((left, right, np.full(len(pool), strand), score[pool]))
+    left, right, strand, value = (np.concatenate(x) for x in zip(*columns))
+    ok = ~_collides_any(left, right, strand, keep)
+    index = np.flatnonzero(ok)
+    chosen = index[best_path(left[ok], right[ok], strand[ok], value[ok])]
+    out = []
+    offset = 0
+    for s, pool in pools:
+        mine = chosen[(chosen >= offset) & (chosen < offset + len(pool))] - offset
+        out.append((s, pool[mine], value[offset + mine]))
+        offset += len(pool)
+    return out
+
+
+def _collides_any(left: np.ndarray, right: np.ndarray, strand: np.ndarray, keep: list[GeneCall]) -> np.ndarray:
+    """Candidates that overlap a kept gene by more than the programme's limits allow."""
+    hit = np.zeros(len(left), bool)
+    for gene in keep:
+        overlap = np.minimum(right, gene.end) - np.maximum(left, gene.start)
+        plus_first = np.where(strand == 0, left < gene.start, gene.start < left)  # on opposite strands: 3' to 3'
+        limit = np.where(strand == gene.strand, SAME_OVERLAP, np.where(plus_first, OPPOSITE_OVERLAP, 0))
+        hit |= overlap > limit
+    return hit
+
+
+def self_trained(model: GeneModel, per_strand: list[Candidates], chosen: list[tuple[int, np.ndarray, np.ndarray]],
+                 min_genes: int) -> GeneModel:
+    """``model`` with the start tables re-estimated from the called genes (their starts vs every candidate start of
+    their ORFs), weighted against the prior counts."""
+    n_genes = sum(len(index) for _, index, _ in chosen)
+    if n_genes < min_genes:
+        return model
+    scale = model.prior / max(model.counts["start_codon"][0].sum(), 1.0)
+    counts = {name: table * scale for name, table in model.counts.items()}
+    for strand, index, _ in chosen:
+        for name, table in start_counts(per_strand[strand], index).items():
+            counts[name] += table
+    return model.with_counts(counts)
+
+
+def start_counts(cands: Candidates, index: np.ndarray) -> dict[str, np.ndarray]:
+    """Each table's counts at the starts ``index`` (row 0) and at all candidates of their ORFs (row 1)."""
+    every = np.flatnonzero(np.isin(cands.stop, cands.stop[index]))
+    width = cands.upstream.shape[1]
+    out = {"start_codon": np.zeros((2, 3)), "rbs": np.zeros((2, width, 4)), "motif": np.zeros((2, 4 ** MOTIF))}
+    for row, rows in enumerate((index, every)):
+        out["start_codon"][row] = np.bincount(cands.codon[rows], minlength=3)
+        up = cands.upstream[rows]
+        ok = up < N
+        np.add.at(out["rbs"][row], (np.nonzero(ok)[1], up[ok]), 1.0)
+        kmers = cands.kmers[rows]
+        out["motif"][row] = np.bincount(kmers[kmers >= 0], minlength=4 ** MOTIF)
+    return out
 
 
 def call_genes(codes: np.ndarray, coding: np.ndarray, options: CallOptions = CallOptions(),
-               keep: list[GeneCall] | None = None) -> list[GeneCall]:
+               keep: list[GeneCall] | None = None, genes: GeneModel | None = None) -> list[GeneCall]:
     """Genes in ``codes`` given ``coding`` (2, 3, L) probabilities; ``keep``: calls already made that new ones must
-    not overlap. Coordinates are relative to ``codes``."""
+    not overlap beyond the limits; ``genes``: the decoder's parameters (default: the shipped model's).
+    Coordinates are relative to ``codes``."""
+    model = genes or shipped_gene_model()
     length = len(codes)
+    keep = keep or []
+    per_strand = both_strands(codes, coding, options.min_length)
+    chosen = decode(per_strand, model, length, keep)
+    if options.self_train:
+        model = self_trained(model, per_strand, chosen, options.min_self_train_genes)
+        chosen = decode(per_strand, model, length, keep)
     found = []
-    for strand in (0, 1):
-        seq = codes if strand == 0 else reverse_complement(codes)
-        probs = coding[strand] if strand == 0 else coding[strand][:, ::-1]
-        starts, ends, scores, ids = strand_candidates(seq, probs, options)
-        mean = (scores + _penalties(ids)) / np.maximum(ends - starts, 1) + options.threshold
-        good = mean >= options.threshold
-        for s, e, score, codon in zip(starts[good], ends[good], scores[good], ids[good]):
-            s, e = (int(s), int(e)) if strand == 0 else (length - int(e), length - int(s))
-            found.append(GeneCall(s, e, strand, float(score), _codon_name(int(codon))))
-    return resolve_overlaps(found, options.max_overlap, keep or [])
-
-
-def _codon_name(codon: int) -> str:
-    return "".join("ACGT"[(codon >> shift) & 3] for shift in (4, 2, 0))
+    for strand, index, value in chosen:
+        cands = per_strand[strand]
+        for s, e, score, codon in zip(cands.start[index].tolist(), cands.end[index].tolist(), value.tolist(),
+                                      cands.codon[index].tolist()):
+            s, e = (s, e) if strand == 0 else (length - e, length - s)
+            found.append(GeneCall(s, e, strand, score, ("ATG", "GTG", "TTG")[codon]))
+    return sorted(found, key=lambda c: (c.start, c.end, c.strand))
 
 
 def resolve_overlaps(calls: list[GeneCall], max_overlap: int, keep: list[GeneCall]) -> list[GeneCall]:
@@ -131,7 +425,7 @@ def resolve_overlaps(calls: list[GeneCall], max_overlap: int, keep: list[GeneCal
     for call in sorted(calls, key=lambda c: -c.score):
         if not _collides(taken, call, max_overlap):
             accepted.append(call)
-            _insert(taken, (call.start, call.end))
+            bisect.insort(taken, (call.start, call.end))
     return sorted(accepted, key=lambda c: (c.start, c.end, c.strand))
 
 
@@ -142,10 +436,6 @@ def _collides(taken: list[tuple[int, int]], call: GeneCall, max_overlap: int) ->
         if min(end, call.end) - max(start, call.start) > max_overlap:
             return True
     return False
-
-
-def _insert(taken: list[tuple[int, int]], span: tuple[int, int]) -> None:
-    bisect.insort(taken, span)
 
 
 def call_mask(calls: list[GeneCall], length: int) -> np.ndarray:

@@ -31,6 +31,7 @@ from seqdl.nn.conv import Conv1d
 from seqdl.nn.recurrent import GRU
 from seqdl.tensor import Tensor, log_softmax_array
 
+from .dna_genes import GeneModel, gene_model_of
 from .fasta import N, reverse_complement
 
 KIND = "dna"
@@ -98,11 +99,12 @@ class LanguageNet(nn.Module):
 
 
 class DnaModel(nn.Module):
-    def __init__(self, config: DnaConfig) -> None:
+    def __init__(self, config: DnaConfig, genes: GeneModel | None = None) -> None:
         super().__init__()
         self.config = config
         self.coding = CodingNet(config)
         self.lm = LanguageNet(config)
+        self.genes = genes  # the gene decoder's parameters, fitted to this model's outputs (None: the shipped ones)
 
 
 def shifted(x: np.ndarray) -> np.ndarray:
@@ -228,7 +230,7 @@ def load_dna_model(path: str | Path) -> tuple[DnaModel, Checkpoint]:
     except (TypeError, SeqdlError) as exc:
         raise CheckpointError(f"bad DNA model config: {exc}", str(path)) from None
     _check_config(config, saved)
-    model = DnaModel(config)
+    model = DnaModel(config, gene_model_of(saved))
     saved.restore(model)
     model.eval()
     return model, saved

@@ -12,8 +12,6 @@ letters. Coordinates are 0-based, half-open.
 """
 from __future__ import annotations
 
-import gzip
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -21,13 +19,12 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from seqdl.errors import SeqdlError
-from seqdl.io import warn
+from seqdl.io import gzip_errors, open_input, stored_file, warn
 
 A, C, G, T, N = 0, 1, 2, 3, 4
 BASES = "ACGTN"
 INVALID, PROTEIN = 255, 254
 DEFAULT_CHUNK = 1 << 20
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _code_table() -> np.ndarray:
@@ -80,20 +77,6 @@ class Chunk:
         return self.codes[self.core_start - self.start:self.core_end - self.start]
 
 
-def open_sequence_file(path: Path) -> BinaryIO:
-    """A binary handle on a plain or gzip/bgzip file (judged by content, not by name)."""
-    try:
-        with open(path, "rb") as probe:
-            magic = probe.read(2)
-    except IsADirectoryError:
-        raise SeqdlError("is a directory, expected a FASTA file", str(path)) from None
-    except FileNotFoundError:
-        raise SeqdlError("no such file", str(path)) from None
-    except OSError as exc:
-        raise SeqdlError(f"cannot be read: {exc.strerror}", str(path)) from None
-    return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
-
-
 def _first_line_problem(line: bytes) -> str:
     """Why a file whose first non-blank line is ``line`` is not FASTA."""
     if b"\x00" in line:
@@ -125,15 +108,17 @@ class FastaReader:
         self.chunk_size, self.overlap = chunk_size, overlap
         self.records: list[tuple[str, int]] = []  # (name, length) of every non-empty record read so far
         self._unreported: list[str] = []  # empty-record warnings held back until a record with sequence is seen
+        self._raw: BinaryIO | None = None  # the file as stored (under the gzip layer, if any), while iterating
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the file as stored (compressed, for gzip) read so far: progress against its size on disk."""
+        return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
 
     def __iter__(self) -> Iterator[Chunk]:
-        handle = open_sequence_file(self.path)
-        try:
+        with open_input(self.path, "a FASTA file") as handle, gzip_errors(self.path):
+            self._raw = stored_file(handle)
             yield from self._chunks(handle)
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise SeqdlError(f"truncated or corrupt gzip data ({exc})", str(self.path)) from None
-        finally:
-            handle.close()
 
     def _chunks(self, handle: BinaryIO) -> Iterator[Chunk]:
         names: set[str] = set()

@@ -8,6 +8,11 @@ in the stretch, and cuts windows once every gene that could overlap them is
 known -> :class:`Outputs` appends window rows to the Parquet file (one row group
 per batch) and genes to BED/GFF3, bins to bedGraph.
 
+A window with fewer known bases (A, C, G, T) than the shortest gene the caller
+calls (``CallOptions.min_length``, 90 bp) gets null ``coding_probability`` and
+``bits_per_base``: the models' numbers on a 10 bp record are not evidence of
+anything, however confident they look.
+
 Memory is bounded by the chunk size plus a margin of ``MARGIN`` bases (the
 longest gene the caller considers), whatever the record's length. Every output
 goes to a temp file renamed at the end, so a failure leaves nothing behind.
@@ -26,12 +31,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seqdl.errors import SeqdlError
-from seqdl.io import atomic_open, atomic_path, check_output_path, progress_bar, provenance
+from seqdl.io import atomic_open, atomic_path, check_output_path, parquet_metadata, progress_bar, provenance
 
 from .dna_adapt import AdaptOptions, adapt
-from .dna_genes import CallOptions, GeneCall, call_genes
+from .dna_genes import CallOptions, GeneCall, GeneModel, call_genes
 from .dna_model import THREADS, DnaModel, load_dna_model, score
-from .fasta import C, G, N, FastaReader, read_records
+from .fasta import C, G, N, FastaReader
+from .scan_plot import TABLE
 
 MARGIN = 30_000  # default longest gene (bp) the streaming caller guarantees to see whole
 STRANDS = "+-"
@@ -66,8 +72,9 @@ class ScanOptions:
 class RecordScan:
     """Per-base results of one record from ``origin`` on, turned into genes and windows as they become final."""
 
-    def __init__(self, source: str, record: str, options: ScanOptions) -> None:
+    def __init__(self, source: str, record: str, options: ScanOptions, genes: GeneModel | None = None) -> None:
         self.source, self.record, self.options = source, record, options
+        self.genes = genes  # the model's own decoder parameters (None: the shipped model's)
         self.origin = 0  # record coordinate of buffer index 0
         self.codes = np.empty(0, np.uint8)
         self.coding = np.empty((2, 3, 0), np.float32)
@@ -106,7 +113,7 @@ class RecordScan:
             return []
         keep = [GeneCall(g.start - self.origin, g.end - self.origin, g.strand, g.score, g.start_codon)
                 for g in self.recent if g.end > self.origin]
-        calls = call_genes(self.codes, self.coding, self.options.calls, keep)
+        calls = call_genes(self.codes, self.coding, self.options.calls, keep, self.genes)
         new = [GeneCall(c.start + self.origin, c.end + self.origin, c.strand, c.score, c.start_codon)
                for c in calls if self.genes_until < c.end + self.origin <= until]
         for gene in new:
@@ -152,6 +159,9 @@ class RecordScan:
             out = np.empty((len(spans), 2, 6))
             out[:, 0] = np.stack([gc, skew, n / length, p_plus / length, k_plus, b_plus / acgt], axis=1)
             out[:, 1] = np.stack([gc, -skew, n / length, p_minus / length, k_minus, b_minus / acgt], axis=1)
+        too_short = acgt < self.options.calls.min_length
+        out[too_short, :, 3] = np.nan  # null in Parquet: no score rather than a confident one from a few bases
+        out[too_short, :, 5] = np.nan
         return out
 
     def _trim(self) -> None:
@@ -179,6 +189,7 @@ class Outputs:
         self.gff = stack.enter_context(atomic_open(gff)) if gff else None
         if self.gff:
             self.gff.write("##gff-version 3\n")
+        self.gff_lines: list[str] = []  # the current record's features, written after its ##sequence-region line
         self.tracks: dict[str, TextIO] = {}
         if bedgraph:
             for name in ("coding_plus", "coding_minus", "bits_plus", "bits_minus"):
@@ -231,8 +242,15 @@ class Outputs:
             if self.bed:
                 self.bed.write(f"{record}\t{gene.start}\t{gene.end}\t{name}\t{int(round(1000 * mean))}\t{strand}\n")
             if self.gff:
-                self.gff.write(f"{record}\tseqdl\tCDS\t{gene.start + 1}\t{gene.end}\t{mean:.3f}\t{strand}\t0\t"
-                               f"ID={name};start_codon={gene.start_codon}\n")
+                self.gff_lines.append(f"{record}\tseqdl\tCDS\t{gene.start + 1}\t{gene.end}\t{mean:.3f}\t{strand}\t0\t"
+                                      f"ID={name};start_codon={gene.start_codon}\n")
+
+    def end_record(self, record: str, length: int) -> None:
+        """A record's GFF3 ``##sequence-region`` line (its length is known only now), then its features."""
+        if self.gff:
+            self.gff.write(f"##sequence-region {record} 1 {length}\n")
+            self.gff.writelines(self.gff_lines)
+            self.gff_lines = []
 
     def track_bins(self, record: str, starts: np.ndarray, ends: np.ndarray, values: dict[str, np.ndarray]) -> None:
         for name, handle in self.tracks.items():
@@ -289,15 +307,16 @@ def scan_files(paths: list[Path], model_path: Path, out: Path, options: ScanOpti
     if model is None:
         model, _ = load_dna_model(model_path)
     params = {**(params or {}), **scan_params(options)}
-    metadata = provenance(command, params, paths, model_path)
+    metadata = {**provenance(command, params, paths, model_path), "seqdl.table": TABLE}
     reports = []
     started = time.monotonic()
     with ExitStack() as stack:
         outputs = Outputs(stack, out, metadata, bed, gff, bedgraph, options.stride)
-        progress = stack.enter_context(progress_bar(quiet, "bp"))
-        task = progress.add_task("scanning", total=None, status="")
+        progress = stack.enter_context(progress_bar(quiet))
+        # bytes of the files as stored (compressed, for gzip): the one total known before reading
+        task = progress.add_task("scanning", total=sum(map(_stored_size, paths)), status="", unit="bytes")
         for path in paths:
-            tuned = adapt(model, read_records(path), options.adapt, progress=progress) if options.adapt else model
+            tuned = adapt(model, path, options.adapt, progress=progress) if options.adapt else model
             report = _scan_file(path, tuned, options, outputs, lambda n: progress.advance(task, n))
             reports.append(report)
         outputs.finish()
@@ -306,15 +325,24 @@ def scan_files(paths: list[Path], model_path: Path, out: Path, options: ScanOpti
     return [r.record() for r in reports], summary
 
 
+def _stored_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # reading it will fail with a message naming the file
+        return 0
+
+
 def _scan_file(path: Path, model: DnaModel, options: ScanOptions, outputs: Outputs, advance: Any) -> FileReport:
+    """Scan one file into ``outputs``; ``advance(n)`` is told of every ``n`` bytes of the file read."""
     started = time.monotonic()
     report = FileReport(str(path))
     tile, context = model.config.tile, model.config.context
     reader = FastaReader(path, chunk_size=tile * options.chunk_tiles, overlap=context)
     scan: RecordScan | None = None
+    bytes_done = 0
     for chunk in reader:
         if scan is None or scan.record != chunk.record:
-            scan = RecordScan(str(path), chunk.record, options)
+            scan = RecordScan(str(path), chunk.record, options, model.genes)
             report.records += 1
         scores = score(model, chunk.codes, chunk.start, chunk.core_start, chunk.core_end, None,
                        threads=options.threads)
@@ -323,10 +351,14 @@ def _scan_file(path: Path, model: DnaModel, options: ScanOptions, outputs: Outpu
         outputs.windows(str(path), chunk.record, spans, values)
         if outputs.tracks:
             _write_bins(outputs, chunk.record, chunk.core_start, scores, options.stride, chunk.core_end)
+        if chunk.last:
+            outputs.end_record(chunk.record, chunk.core_end)
         report.genes += len(genes)
         report.windows += 2 * len(spans)
         report.bases += chunk.core_end - chunk.core_start
-        advance(chunk.core_end - chunk.core_start)
+        advance(reader.bytes_read - bytes_done)
+        bytes_done = reader.bytes_read
+    advance(_stored_size(path) - bytes_done)
     report.seconds = time.monotonic() - started
     return report
 
@@ -352,5 +384,5 @@ def _write_bins(outputs: Outputs, record: str, start: int, scores: Any, size: in
 
 def read_scan_metadata(path: Path) -> dict[str, Any]:
     """The provenance a scan Parquet file carries (JSON values decoded)."""
-    meta = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
+    meta = parquet_metadata(pq.read_schema(path).metadata)
     return {k: json.loads(v) if k in ("seqdl.params", "seqdl.inputs") else v for k, v in meta.items()}

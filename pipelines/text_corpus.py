@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import codecs
 import functools
-import gzip
 import json
 import mmap
-import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,13 +31,12 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from seqdl.errors import SeqdlError
-from seqdl.io import atomic_open, progress_bar
+from seqdl.io import atomic_open, gzip_errors, open_input, progress_bar, stored_file
 
 UNKNOWN = "\ufffd"  # id 0: rare characters, characters outside the vocabulary, and bytes replaced by --errors replace
 N_CODEPOINTS = 0x110000
 CHUNK_BYTES = 1 << 22
 CACHE_FORMAT = 1
-GZIP_MAGIC = b"\x1f\x8b"
 ERROR_MODES = ("strict", "replace")
 
 
@@ -49,24 +46,6 @@ def codec_name(encoding: str) -> str:
         return codecs.lookup(encoding).name
     except LookupError:
         raise SeqdlError(f"unknown text encoding {encoding!r} (--encoding)") from None
-
-
-def _open_binary(path: Path):
-    """The file as a binary stream (decompressed if it is gzip) and the raw handle, for progress."""
-    try:
-        raw = open(path, "rb")
-    except OSError as exc:
-        raise SeqdlError(f"cannot read ({exc.strerror})", str(path)) from None
-    if raw.read(2) == GZIP_MAGIC:
-        raw.seek(0)
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
-    raw.seek(0)
-    return raw, raw
-
-
-def is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == GZIP_MAGIC
 
 
 def read_text(path: Path, encoding: str = "utf-8", errors: str = "strict", start: int = 0, end: int | None = None,
@@ -84,18 +63,16 @@ def read_text(path: Path, encoding: str = "utf-8", errors: str = "strict", start
     codec = codec_name(encoding)
     check_nul = not codec.startswith(("utf-16", "utf-32"))  # only these encodings put NUL bytes in text
     decoder = codecs.getincrementaldecoder(codec)(errors)
-    stream, raw = _open_binary(path)
+    stream = open_input(path, "a text file")
+    raw = stored_file(stream)
     offset = start  # file offset (uncompressed) of the next byte to decode
     last_raw = 0
-    with stream:
+    with stream, gzip_errors(path):
         if start:
             stream.seek(start)
         while True:
             size = chunk_bytes if end is None else min(chunk_bytes, end - offset)
-            try:
-                data = stream.read(size) if size > 0 else b""
-            except (OSError, EOFError, zlib.error) as exc:
-                raise SeqdlError(f"is not a readable gzip file ({exc})", str(path)) from None
+            data = stream.read(size) if size > 0 else b""
             if check_nul and (nul := data.find(b"\x00")) >= 0:
                 raise SeqdlError(f"looks like a binary file (NUL byte at byte offset {offset + nul}), not text",
                                  str(path))

@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import seqdl
-from seqdl.io import atomic_path, progress_bar, provenance
+from seqdl.io import atomic_path, is_gzip, progress_bar, provenance
 
-from .text_corpus import CHUNK_BYTES, codec_name, is_gzip, read_text, Vocabulary
+from .text_corpus import CHUNK_BYTES, codec_name, read_text, Vocabulary
 from .text_model import CharModel, put_rows, reset_rows, start_id, take_rows, zero_state
 
 LN2 = float(np.log(2))

@@ -75,15 +75,6 @@ class CharModel(nn.Module):
         return self.head(self.drop(out)), state
 
 
-def detach_state(state: State) -> State:
-    """The state's values without the graph behind them (to carry across windows or chunks)."""
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(Tensor(s.data) for s in state)
-    return Tensor(state.data)
-
-
 def zero_state(model: CharModel, batch: int) -> State:
     shape = (model.config.layers, batch, model.config.hidden)
     if model.config.cell == "lstm":

@@ -6,14 +6,18 @@ default, or any scheduler by address) and writes, into one output directory:
 
 - ``<input name>-<hash of its path>.parquet`` per input, written atomically by the
   job and carrying the usual provenance metadata (``seqdl.inputs``,
-  ``seqdl.model_sha256``, ``seqdl.params``);
+  ``seqdl.model_sha256``, ``seqdl.params``), and beside it the job's side files
+  (same base name, the job's ``side_suffixes``, e.g. ``.bed`` and ``.gff3``);
 - ``_manifest.parquet``: every input with its sha256, status (``done`` or
-  ``failed``), the one-line error, row count and output file.
+  ``failed``), the one-line error, row count, output file and side files.
 
 A rerun reuses an output whose own metadata names the same input checksum, model
-checksum and parameters, and redoes failed or missing ones. The decision rests on
-the output file itself, not the manifest, so a batch killed at any moment loses
-at most the inputs that were in flight.
+checksum and parameters, and whose side files exist; it redoes failed or missing
+ones. The decision rests on the output file itself, not the manifest, so a batch
+killed at any moment loses at most the inputs that were in flight. A job writes
+its side files before its Parquet file, and an output about to be redone is
+deleted first, so a Parquet file that is there always came with the side files
+that are there.
 
 The core knows nothing of DNA or text: the job's ``run`` function does the work.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,13 +37,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import SeqdlError
-from .io import atomic_path, progress_bar, provenance, remove_stale_temps, sha256_file, stderr_console, warn
+from .io import (atomic_path, parquet_metadata, progress_bar, provenance, remove_stale_temps, sha256_file,
+                 stderr_console, warn)
 
 MANIFEST = "_manifest.parquet"
 MANIFEST_SCHEMA = pa.schema([
     ("input", pa.string()), ("sha256", pa.string()), ("status", pa.string()), ("error", pa.string()),
     ("rows", pa.int64()), ("output", pa.string()), ("reused", pa.bool_()), ("seconds", pa.float64()),
-    ("units", pa.int64()),
+    ("units", pa.int64()), ("side_outputs", pa.list_(pa.string())),
 ])
 
 
@@ -48,7 +54,9 @@ class Job:
 
     ``run(input, output)`` writes ``output`` atomically, with provenance metadata
     whose ``seqdl.params`` is ``json.dumps(params, sort_keys=True, default=str)``,
-    and returns ``{"rows": ..., "units": ...}`` (units: bases or characters).
+    and returns ``{"rows": ..., "units": ...}`` (units: bases or characters). It
+    also writes ``output.with_suffix(s)`` for each of ``side_suffixes``, each
+    atomically and all before ``output``.
     """
 
     command: str
@@ -57,6 +65,7 @@ class Job:
     model: Path | None = None
     unit: str = "bp"
     threads: int = 1  # cores one task may use (BLAS and the job's own threads); one task runs per worker
+    side_suffixes: tuple[str, ...] = ()
     model_sha256: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +77,9 @@ class Job:
     @property
     def params_json(self) -> str:
         return json.dumps(self.params, sort_keys=True, default=str)
+
+    def side_outputs(self, output: Path) -> list[Path]:
+        return [output.with_suffix(suffix) for suffix in self.side_suffixes]
 
 
 def output_name(path: Path) -> str:
@@ -86,9 +98,21 @@ def read_list(path: Path) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def is_batch_out(out: Path | None, workers: int | None, scheduler: str | None) -> bool:
-    """Batch mode: asked for a cluster, or ``--out`` is an existing directory."""
-    return workers is not None or scheduler is not None or (out is not None and out.is_dir())
+def is_batch_out(out: str | os.PathLike | None, workers: int | None, scheduler: str | None) -> bool:
+    """Batch mode: asked for a cluster, or ``--out`` names a directory: an existing one, or any path ending in ``/``
+    (which :func:`run_batch` creates)."""
+    if workers is not None or scheduler is not None:
+        return True
+    return out is not None and (str(out).endswith(("/", os.sep)) or Path(out).is_dir())
+
+
+def check_batch_options(out: Path | None, workers: int | None) -> Path:
+    """The batch output directory, after the options that choose batch mode are checked (bad values first)."""
+    if workers is not None and workers < 1:
+        raise SeqdlError(f"--workers must be positive (worker processes to start), not {workers}")
+    if out is None:
+        raise SeqdlError("batch mode (--workers or --scheduler) needs --out DIR: the directory for the outputs")
+    return out
 
 
 def reusable(output: Path, sha256: str, job: Job) -> int | None:
@@ -97,14 +121,15 @@ def reusable(output: Path, sha256: str, job: Job) -> int | None:
         parquet = pq.ParquetFile(output)
     except (OSError, pa.ArrowInvalid):
         return None
-    meta = {k.decode(): v.decode() for k, v in (parquet.schema_arrow.metadata or {}).items()}
+    meta = parquet_metadata(parquet.schema_arrow.metadata)
     try:
         inputs = json.loads(meta.get("seqdl.inputs", "[]"))
     except json.JSONDecodeError:
         return None
     same = ([i.get("sha256") for i in inputs] == [sha256] and meta.get("seqdl.model_sha256") == job.model_sha256
             and meta.get("seqdl.params") == job.params_json)
-    return parquet.metadata.num_rows if same else None
+    complete = all(side.is_file() for side in job.side_outputs(output))
+    return parquet.metadata.num_rows if same and complete else None
 
 
 def run_one(job: Job, path: str, out_dir: str) -> dict[str, Any]:
@@ -114,17 +139,19 @@ def run_one(job: Job, path: str, out_dir: str) -> dict[str, Any]:
     started = time.monotonic()
     output = Path(out_dir) / output_name(Path(path))
     record: dict[str, Any] = {"input": path, "sha256": None, "status": "failed", "error": None, "rows": 0,
-                              "output": None, "reused": False, "seconds": 0.0, "units": 0}
+                              "output": None, "reused": False, "seconds": 0.0, "units": 0, "side_outputs": []}
     try:
         record["sha256"] = sha256_file(path)
         rows = reusable(output, record["sha256"], job)
         if rows is None:
+            output.unlink(missing_ok=True)  # until redone, no Parquet file vouches for side files left from before
             with threadpool_limits(limits=job.threads):
                 result = job.run(Path(path), output)
             rows, record["units"] = result["rows"], result.get("units", 0)
         else:
             record["reused"] = True
-        record.update(status="done", rows=rows, output=output.name)
+        record.update(status="done", rows=rows, output=output.name,
+                      side_outputs=[side.name for side in job.side_outputs(output)])
     except SeqdlError as exc:
         record["error"] = str(exc) if exc.path else f"{path}: {exc}"
     except OSError as exc:
@@ -132,7 +159,8 @@ def run_one(job: Job, path: str, out_dir: str) -> dict[str, Any]:
     except Exception as exc:  # an internal error on one input is recorded, and the batch goes on
         record["error"] = f"{path}: internal error: {type(exc).__name__}: {exc}"
     if record["status"] == "failed":
-        output.unlink(missing_ok=True)  # an earlier output of this name no longer matches its input
+        for stale in [output, *job.side_outputs(output)]:  # earlier outputs of this name no longer match the input
+            stale.unlink(missing_ok=True)
     record["seconds"] = time.monotonic() - started
     return record
 
@@ -161,13 +189,13 @@ def run_batch(job: Job, inputs: Sequence[Path], out_dir: Path, *, workers: int |
     """Run ``job`` on every input on a Dask cluster; write the outputs and the manifest into ``out_dir``."""
     if not inputs:
         raise SeqdlError("no inputs")
-    if workers is not None and workers < 1:
-        raise SeqdlError(f"--workers must be positive, not {workers}")
-    if not out_dir.parent.is_dir():
-        raise SeqdlError(f"directory {out_dir.parent} does not exist", str(out_dir))
+    check_batch_options(out_dir, workers)
     if out_dir.exists() and not out_dir.is_dir():
         raise SeqdlError("exists and is not a directory; batch output needs a directory", str(out_dir))
-    out_dir.mkdir(exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SeqdlError(f"cannot create the output directory: {exc.strerror}", str(out_dir)) from None
     remove_stale_temps(out_dir)
     paths = _unique(inputs)
     started = time.monotonic()
@@ -237,18 +265,28 @@ def _run_all(client: Any, job: Job, paths: list[str], out_dir: Path, quiet: bool
     futures = {client.submit(run_one, job, path, str(out_dir), key=f"seqdl-{run}-{i}-{Path(path).name}"): i
                for i, path in enumerate(paths)}
     records: list[dict[str, Any] | None] = [None] * len(paths)
+    sizes = [_file_size(path) for path in paths]
     units, started = 0, time.monotonic()
-    with progress_bar(quiet, "inputs") as progress:
-        task = progress.add_task("batch", total=len(paths), status="")
+    with progress_bar(quiet, "bytes") as progress:  # input bytes (compressed, for gzip): known before any work
+        task = progress.add_task("batch", total=sum(sizes), status="")
         for future in as_completed(futures):
             record = future.result()
-            records[futures[future]] = record
+            index = futures[future]
+            records[index] = record
             units += record["units"]
             rate = units / max(time.monotonic() - started, 1e-9)
+            done = sum(r is not None for r in records)
             failed = sum(r is not None and r["status"] != "done" for r in records)
-            progress.update(task, advance=1, status=f"{units:,} {job.unit} ({rate:,.0f} {job.unit}/s)"
-                            + (f", {failed} failed" if failed else ""))
+            progress.update(task, advance=sizes[index], status=f"{done}/{len(paths)} inputs, {units:,} {job.unit} "
+                            f"({rate:,.0f} {job.unit}/s)" + (f", {failed} failed" if failed else ""))
     return [r for r in records if r is not None]
+
+
+def _file_size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:  # a missing input fails in its task, with its own message
+        return 0
 
 
 def write_manifest(out_dir: Path, records: list[dict[str, Any]], job: Job, command: str) -> Path:

@@ -225,9 +225,12 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"is not a safetensors file (only {size} bytes)", str(path))
     with open(path, "rb") as handle:
         (header_len,) = struct.unpack("<Q", handle.read(8))
-        if header_len > min(MAX_HEADER_BYTES, size - 8):
-            raise CheckpointError(f"is not a safetensors file (declared header of {header_len} bytes, "
-                                  f"file has {size}, limit {MAX_HEADER_BYTES})", str(path))
+        if header_len > size - 8:  # the first 8 bytes of a FASTA or text file read as a huge length
+            raise CheckpointError("is not a safetensors model (it does not start with a safetensors header)",
+                                  str(path))
+        if header_len > MAX_HEADER_BYTES:
+            raise CheckpointError(f"is not a safetensors model it can read (declared header of {header_len} bytes, "
+                                  f"limit {MAX_HEADER_BYTES})", str(path))
         raw = handle.read(header_len)
     try:
         header = json.loads(raw)
@@ -302,11 +305,17 @@ def _caller_metadata(meta: dict[str, str], path: Path) -> dict[str, Any]:
             for key, value in meta.items() if key not in RESERVED}
 
 
-def load(path: str | os.PathLike, kind: str | None = None) -> Checkpoint:
-    """Read a seqdl model or checkpoint; with ``kind``, refuse a model of another kind.
+def load(path: str | os.PathLike, model: Module | None = None, *, kind: str | None = None) -> Checkpoint:
+    """Read a seqdl model or checkpoint, the counterpart of :func:`save`.
 
-    Quantised files (see :mod:`seqdl.quantize`) come back with float32 weights.
+    With ``model``, its weights are loaded into it (names and shapes must match, as
+    :meth:`Checkpoint.restore` checks); with ``kind``, a file of another kind is refused.
+    Returns the checkpoint either way: config, metadata, step, optimizer state. Quantised
+    files (see :mod:`seqdl.quantize`) come back with float32 weights.
     """
+    if model is not None and not isinstance(model, Module):
+        raise TypeError(f"load(path, model): model must be a seqdl Module, not {type(model).__name__} "
+                        f"(the kind is a keyword: load(path, kind=...))")
     path = Path(path)
     meta = _metadata(read_header(path))
     file_kind = meta.get(KIND)
@@ -317,7 +326,7 @@ def load(path: str | os.PathLike, kind: str | None = None) -> Checkpoint:
     model_state = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
     if QUANTIZATION in meta:
         model_state = _dequantized(model_state, _json_entry(meta, QUANTIZATION, path), path)
-    return Checkpoint(
+    checkpoint = Checkpoint(
         path=path,
         kind=file_kind,
         version=meta.get(VERSION),
@@ -329,6 +338,7 @@ def load(path: str | os.PathLike, kind: str | None = None) -> Checkpoint:
         scheduler_state=_json_entry(meta, SCHEDULER, path),
         rng_state=_json_entry(meta, RNG, path),
     )
+    return checkpoint if model is None else checkpoint.restore(model)
 
 
 def _step(meta: dict[str, str], path: Path) -> int | None:
@@ -377,8 +387,8 @@ def _optimizer_state(tensors: dict[str, np.ndarray], saved: dict[str, Any] | Non
 
 def restore(path: str | os.PathLike, model: Module, optimizer: Any = None, scheduler: Any = None,
             kind: str | None = None) -> Checkpoint:
-    """``load(path, kind).restore(model, optimizer, scheduler)``: one call to resume or to load a model."""
-    return load(path, kind).restore(model, optimizer, scheduler)
+    """``load(path, kind=kind).restore(model, optimizer, scheduler)``: one call to resume training."""
+    return load(path, kind=kind).restore(model, optimizer, scheduler)
 
 
 # ----------------------------------------------------------------- describe

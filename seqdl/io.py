@@ -1,28 +1,37 @@
-"""File handling every command shares: atomic outputs, input globs, checksums, provenance, progress.
+"""File handling every command shares: atomic outputs, opening inputs, checksums, provenance, progress.
 
-Outputs are written to a temp file in the target directory, fsynced and renamed,
-so a crash, Ctrl-C or full disk leaves the previous file or nothing, never a
-truncated file under the final name.
+Inputs are opened by content, not by name: a gzip file is decompressed whatever
+it is called (:func:`open_input`), and a damaged gzip stream, which can fail at
+any read, is one error naming the file (:func:`gzip_errors`). Outputs are written
+to a temp file in the target directory, fsynced and renamed, so a crash, Ctrl-C
+or full disk leaves the previous file or nothing, never a truncated file under
+the final name.
 """
 from __future__ import annotations
 
 import errno
 import glob
+import gzip
 import hashlib
 import json
 import os
 import sys
 import uuid
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, BinaryIO, Iterator, Mapping, Sequence
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn, Task,
+                           TextColumn, TimeElapsedColumn, TimeRemainingColumn, TransferSpeedColumn)
+from rich.text import Text
 
 from .errors import SeqdlError
 
 TEMP_SUFFIX = ".seqdl-tmp"
+GZIP_MAGIC = b"\x1f\x8b"
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)  # what a truncated or corrupt gzip stream raises on a read
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
@@ -158,6 +167,51 @@ def expand_inputs(patterns: Sequence[str | os.PathLike]) -> list[Path]:
     return paths
 
 
+def is_gzip(path: str | os.PathLike) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+def open_input(path: str | os.PathLike, expected: str = "a file") -> BinaryIO:
+    """A binary handle on ``path``, decompressed if it is gzip or bgzip (judged by content, not by name).
+
+    A missing, unreadable or directory path is a :class:`SeqdlError` naming it (``expected`` says what a
+    directory is not, e.g. ``"a FASTA file"``). Read inside :func:`gzip_errors`; :func:`stored_file` is
+    the file as stored under the gzip layer, whose ``tell()`` measures progress against the size on disk.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as probe:
+            magic = probe.read(2)
+    except IsADirectoryError:
+        raise SeqdlError(f"is a directory, expected {expected}", str(path)) from None
+    except FileNotFoundError:
+        raise SeqdlError("no such file", str(path)) from None
+    except OSError as exc:
+        raise SeqdlError(f"cannot be read: {exc.strerror}", str(path)) from None
+    return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
+
+
+def stored_file(handle: BinaryIO) -> BinaryIO:
+    """The file under a handle from :func:`open_input` (a gzip handle reads it through ``fileobj``)."""
+    return getattr(handle, "fileobj", None) or handle
+
+
+@contextmanager
+def gzip_errors(path: str | os.PathLike) -> Iterator[None]:
+    """A truncated or corrupt gzip stream, whichever read it fails at, as one error naming the file."""
+    try:
+        yield
+    except GZIP_ERRORS as exc:
+        raise SeqdlError(f"truncated or corrupt gzip data ({exc})", str(path)) from None
+
+
+def parquet_metadata(metadata: Mapping[bytes, bytes] | None) -> dict[str, str]:
+    """A Parquet schema's key-value metadata (``pq.read_schema(path).metadata``) as text; pyarrow's own
+    ``pandas`` entry left out. The keys seqdl writes are in docs/conventions.md."""
+    return {key.decode(): value.decode() for key, value in (metadata or {}).items() if key != b"pandas"}
+
+
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -170,7 +224,7 @@ def provenance(
     command: str, params: dict[str, Any], inputs: Sequence[str | os.PathLike] = (),
     model: str | os.PathLike | None = None,
 ) -> dict[str, str]:
-    """Key-value metadata every Parquet output carries (CONVENTIONS.md, "Files")."""
+    """Key-value metadata every Parquet output carries (docs/conventions.md, "Parquet outputs")."""
     from . import __version__
 
     meta = {
@@ -193,12 +247,30 @@ stderr_console = Console(stderr=True)
 
 
 def progress_bar(quiet: bool = False, unit: str = "") -> Progress:
-    """A rich progress bar on stderr (so stdout stays clean for results); ``quiet`` hides it."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
-    if unit:
-        columns.append(TextColumn(unit))
-    columns += [TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
+    """A rich progress bar on stderr (so stdout stays clean for results); ``quiet`` hides it.
+
+    Each task counts in ``unit``, or in its own ``unit`` field (``add_task(..., unit="bytes")``); ``"bytes"``
+    shows done/total in kB/MB/GB and the rate, for work measured by the bytes of its input files.
+    """
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), _AmountColumn(unit),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
     return Progress(*columns, console=stderr_console, disable=hide_progress(quiet), transient=False)
+
+
+class _AmountColumn(ProgressColumn):
+    """``12/40 steps``, or ``1.2/4.6 MB 350.2 kB/s`` for a task counted in bytes."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+        self.count, self.size, self.speed = MofNCompleteColumn(), DownloadColumn(), TransferSpeedColumn()
+
+    def render(self, task: Task) -> Text:
+        unit = task.fields.get("unit", self.unit)
+        if unit == "bytes":
+            return Text.assemble(self.size.render(task), " ", self.speed.render(task))
+        count = self.count.render(task)
+        return Text.assemble(count, f" {unit}") if unit else count
 
 
 def hide_progress(quiet: bool) -> bool:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import SeqdlError
-from .io import atomic_path, check_output_path
+from .io import atomic_path, check_output_path, parquet_metadata
 from .nn.module import Module
 from .tensor import Tensor
 
@@ -62,7 +62,7 @@ class MetricLogger:
 
     def _resume(self, resume_step: int | None) -> None:
         table = read_metrics(self.path)
-        self.metadata = {**_string_metadata(table.schema.metadata), **self.metadata}
+        self.metadata = {**parquet_metadata(table.schema.metadata), **self.metadata}
         if resume_step is not None:
             table = table.filter(pc.less_equal(table["step"], resume_step))
         self._columns = [c for c in table.column_names if c not in KEY_COLUMNS]
@@ -121,11 +121,6 @@ def _to_float(value: Any) -> float:
     return value.item() if isinstance(value, Tensor) else float(value)
 
 
-def _string_metadata(metadata: dict[bytes, bytes] | None) -> dict[str, str]:
-    """Schema metadata as text, without pyarrow's own pandas entry."""
-    return {k.decode(): v.decode() for k, v in (metadata or {}).items() if k != b"pandas"}
-
-
 def _with_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with null columns for metrics that first appeared after it was flushed."""
     columns = [table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema]
@@ -158,7 +153,8 @@ def gradient_norm(model: Module | Iterable[Tensor]) -> float:
 
 def plot_metrics(path: str | os.PathLike, out: str | os.PathLike, columns: Sequence[str] | None = None,
                  x: str = "step") -> Path:
-    """Draw one panel per metric against ``x`` (non-null points only) and write a PNG atomically.
+    """Draw one panel per metric against ``x`` (non-null points only) and write a PNG atomically; a validation
+    metric shares its training metric's panel (see :func:`metric_panels`).
 
     Uses matplotlib's object API with the Agg canvas, so it works headless and
     leaves the caller's pyplot state and backend alone.
@@ -174,23 +170,40 @@ def plot_metrics(path: str | os.PathLike, out: str | os.PathLike, columns: Seque
     if not names:
         raise SeqdlError("has no metric columns to plot", str(path))
     xs = _as_floats(table[x])
-    n_cols = min(len(names), 3)
-    n_rows = math.ceil(len(names) / n_cols)
+    panels = metric_panels(names)
+    n_cols = min(len(panels), 3)
+    n_rows = math.ceil(len(panels) / n_cols)
     figure = Figure(figsize=(4.5 * n_cols, 3.2 * n_rows), layout="constrained")
     axes = list(figure.subplots(n_rows, n_cols, squeeze=False).flat)
-    for ax, name in zip(axes, names):
-        ys = _as_floats(table[name])
-        keep = ~np.isnan(ys)
-        ax.plot(xs[keep], ys[keep], marker="." if keep.sum() < 50 else None)
-        ax.set_title(name, fontsize=9)
+    for ax, panel in zip(axes, panels):
+        for name in panel:
+            ys = _as_floats(table[name])
+            keep = ~np.isnan(ys)
+            label = ("validation" if name.startswith("val_") else "training") if len(panel) > 1 else None
+            ax.plot(xs[keep], ys[keep], marker="." if keep.sum() < 50 else None, label=label)
+        if len(panel) > 1:
+            ax.legend(fontsize=8)
+        ax.set_title(" and ".join(panel), fontsize=9)
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
-    for ax in axes[len(names):]:
+    for ax in axes[len(panels):]:
         ax.set_visible(False)
     figure.suptitle(path.name)
     with atomic_path(out) as temp:
         figure.savefig(temp, format="png", dpi=100)
     return out
+
+
+def metric_panels(names: Sequence[str]) -> list[list[str]]:
+    """Metrics grouped into panels: each ``val_X`` joins the one training metric named ``train_X``, ``X`` or
+    ``..._X`` (``val_loss`` with ``train_loss``, ``val_bits_per_base`` with ``lm_bits_per_base``); others stand alone."""
+    panels = {name: [name] for name in names if not name.startswith("val_")}
+    for name in names:
+        if name.startswith("val_"):
+            base = name[len("val_"):]
+            matches = [train for train in panels if train == base or train.endswith(f"_{base}")]
+            panels.setdefault(matches[0] if len(matches) == 1 else name, []).append(name)
+    return list(panels.values())
 
 
 def _as_floats(column: pa.ChunkedArray) -> np.ndarray:

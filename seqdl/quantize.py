@@ -156,7 +156,7 @@ def quantize_file(source: str | os.PathLike, target: str | os.PathLike, bits: in
 
 def load_quantized(path: str | os.PathLike, model: Module, kind: str | None = None) -> Module:
     """Load a quantised (or plain) model file into ``model``, dequantising the weights; returns ``model``."""
-    load(path, kind).restore(model)
+    load(path, model, kind=kind)
     return model
 
 

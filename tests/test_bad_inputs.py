@@ -178,7 +178,30 @@ CASES: list[Case] = [
     case("segment-empty-image", "empty.png", "segment", "{d}/empty.png", "--out", "{o}/l.parquet"),
     case("segment-missing-image", "nope.png", "segment", "{d}/nope.png", "--out", "{o}/l.parquet"),
     case("segment-out-missing-dir", "nodir", "segment", "{d}/fake.png", "--out", "{o}/nodir/l.parquet"),
-    case("segment-annotate-missing-dir", "nodir", "segment", "{d}/fake.png", "--annotate", "{o}/nodir"),
+    case("segment-annotate-new-dirs-bad-image", "fake.png", "segment", "{d}/fake.png", "--annotate", "{o}/new/sub"),
+    # ocr
+    case("ocr-missing-image", "nope.png", "ocr", "{d}/nope.png", "--out", "{o}/o.parquet"),
+    case("ocr-directory", "{d}", "ocr", "{d}", "--out", "{o}/o.parquet"),
+    case("ocr-not-an-image", "fake.png", "ocr", "{d}/fake.png", "--out", "{o}/o.parquet"),
+    case("ocr-truncated-png", "truncated.png", "ocr", "{d}/truncated.png", "--out", "{o}/o.parquet"),
+    case("ocr-pdf", "doc.pdf", "ocr", "{d}/doc.pdf", "--out", "{o}/o.parquet"),
+    case("ocr-empty-image", "empty.png", "ocr", "{d}/empty.png", "--out", "{o}/o.parquet"),
+    case("ocr-decompression-bomb", "bomb.png", "ocr", "{d}/bomb.png", "--out", "{o}/o.parquet"),
+    case("ocr-dna-model", "dna.safetensors", "ocr", "{d}/page.png", "--model", "{d}/dna.safetensors"),
+    case("ocr-text-model", "text.safetensors", "ocr", "{d}/page.png", "--model", "{d}/text.safetensors"),
+    case("ocr-dna-model-as-lm", "dna.safetensors", "ocr", "{d}/page.png", "--lm", "{d}/dna.safetensors"),
+    case("ocr-out-missing-dir", "nodir", "ocr", "{d}/page.png", "--out", "{o}/nodir/o.parquet"),
+    # letters
+    case("eval-letters-bad-magic", "badmagic-images-idx3-ubyte.gz", "eval", "letters", "--data", "{d}/badmagic"),
+    case("eval-letters-short-images", "short-images-idx3-ubyte.gz", "eval", "letters", "--data", "{d}/short"),
+    case("eval-letters-label-range", "range-labels-idx1-ubyte.gz", "eval", "letters", "--data", "{d}/range"),
+    case("eval-letters-missing-pair", "nope-images-idx3-ubyte.gz", "eval", "letters", "--data", "{d}/nope"),
+    case("eval-letters-text-model", "text.safetensors", "eval", "letters", "--data", "{d}/good", "--model",
+         "{d}/text.safetensors"),
+    case("train-letters-bad-magic", "badmagic-images-idx3-ubyte.gz", "train", "letters", "--data", "{d}/badmagic",
+         "--out", "{o}/l.safetensors", "--steps", "1", "--quiet"),
+    case("train-letters-out-missing-dir", "nodir", "train", "letters", "--data", "{d}/good", "--out",
+         "{o}/nodir/l.safetensors", "--steps", "1", "--quiet"),
 ]
 
 
@@ -287,7 +310,25 @@ def inputs(tmp_path_factory) -> Path:
     _sequences(d)
     _texts(d)
     _images(d)
+    _idx_files(d)
     return d
+
+
+def _idx_pair(d: Path, prefix: str, images: bytes, labels: bytes) -> None:
+    (d / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(images))
+    (d / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+
+
+def _idx_files(d: Path) -> None:
+    """EMNIST-style pairs: a good one of 52 letters, and ones with a wrong magic, too few bytes, labels out of range."""
+    n = 52
+    pixels = np.random.default_rng(3).integers(0, 255, (n, 28, 28), dtype=np.uint8).tobytes()
+    images = struct.pack(">IIII", 0x803, n, 28, 28) + pixels
+    labels = struct.pack(">II", 0x801, n) + (np.arange(n) % 26 + 1).astype(np.uint8).tobytes()
+    _idx_pair(d, "good", images, labels)
+    _idx_pair(d, "badmagic", struct.pack(">IIII", 0x802, n, 28, 28) + pixels, labels)
+    _idx_pair(d, "short", images[: len(images) // 2], labels)
+    _idx_pair(d, "range", images, struct.pack(">II", 0x801, n) + bytes([27] * n))
 
 
 # ----------------------------------------------------------------- running
@@ -346,7 +387,7 @@ def test_cases_are_distinct_and_cover_every_command():
     assert len({c.name for c in CASES}) == len(CASES) >= 40
     assert len({c.args for c in CASES}) == len(CASES)
     assert {c.command for c in CASES} == {"scan", "textgen", "eval text", "train dna", "eval dna", "info",
-                                          "quantize", "plot", "segment"}
+                                          "quantize", "plot", "segment", "ocr", "train letters", "eval letters"}
 
 
 @pytest.mark.parametrize("name", ["scan-text-model", "textgen-invalid-utf8", "segment-decompression-bomb"])

@@ -15,11 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from seqdl.batch import MANIFEST, output_name, run_batch
+from pipelines.dna_model import default_model_path
 
 distributed = pytest.importorskip("distributed", reason="batch mode needs dask.distributed (the test extra)")
 
 from pipelines import batch_jobs  # noqa: E402
-from pipelines.fasta import decode  # noqa: E402
+from pipelines.batch_genes import merge_gene_calls  # noqa: E402
+from pipelines.fasta import decode, encode, reverse_complement  # noqa: E402
 from pipelines.scan import ScanOptions, scan_files  # noqa: E402
 
 
@@ -115,6 +117,87 @@ def test_scan_batch_matches_single_process(dna_model, genomes, tmp_path, cluster
     assert not redone.records[0]["reused"]  # other parameters: done again
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "examples" / "ecoli-k12-mg1655-8kb.fa"
+
+
+@pytest.fixture(scope="module")
+def gene_genomes(tmp_path_factory) -> list[Path]:
+    """Three inputs the shipped model finds genes in: plain; gzipped, with the first's record name; two records."""
+    import gzip
+
+    root = tmp_path_factory.mktemp("gene-genomes")
+    seq = "".join(EXAMPLE.read_text().splitlines()[1:])
+    plain, zipped, two = root / "ecoli.fa", root / "flipped.fa.gz", root / "halves.fna"
+    plain.write_text(f">NC_000913.3\n{seq}\n")
+    zipped.write_bytes(gzip.compress(f">NC_000913.3 reverse complement\n{decode(reverse_complement(encode(seq)))}\n"
+                                     .encode()))
+    two.write_text(f">left\n{seq[:4100]}\n>right\n{seq[4100:]}\n")
+    return [plain, zipped, two]
+
+
+@pytest.mark.skipif(not default_model_path().exists() or not EXAMPLE.exists(), reason="shipped model not built")
+def test_scan_batch_writes_the_gene_calls_of_single_process_runs(gene_genomes, tmp_path, cluster):
+    options = ScanOptions()
+    job = batch_jobs.scan_job(default_model_path(), options, "test")
+    out = tmp_path / "scans"
+    result = run_batch(job, gene_genomes, out, scheduler=cluster.scheduler_address, quiet=True)
+    assert [r["status"] for r in result.records] == ["done"] * 3
+    manifest = pq.read_table(out / MANIFEST).to_pylist()
+    for path, entry in zip(gene_genomes, manifest):
+        stem = output_name(path).removesuffix(".parquet")
+        assert entry["side_outputs"] == [f"{stem}.bed", f"{stem}.gff3"]
+        single = tmp_path / stem
+        scan_files([path], default_model_path(), single.with_suffix(".parquet"), options, bed=single.with_suffix(".bed"),
+                   gff=single.with_suffix(".gff3"), quiet=True)
+        for suffix in (".bed", ".gff3"):
+            assert (out / f"{stem}{suffix}").read_text() == single.with_suffix(suffix).read_text()
+    beds = [(out / name).read_text() for entry in manifest for name in entry["side_outputs"] if name.endswith(".bed")]
+    assert all(bed.count("\n") >= 3 for bed in beds)
+    assert "##sequence-region right 1 3900" in (out / manifest[2]["side_outputs"][1]).read_text()
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / manifest[1]["side_outputs"][0]).unlink()  # a lost gene file: that input is redone, the others reused
+    again = run_batch(job, gene_genomes, out, scheduler=cluster.scheduler_address, quiet=True)
+    assert [r["reused"] for r in again.records] == [True, False, True]
+    assert (out / manifest[1]["side_outputs"][0]).read_text() == beds[1]
+    assert all(stamps[name] == (out / name).stat().st_mtime_ns for entry in (manifest[0], manifest[2])
+               for name in [entry["output"], *entry["side_outputs"]])
+
+    merged_bed, merged_gff = tmp_path / "all.bed", tmp_path / "all.gff3"
+    genes = merge_gene_calls(again.records, out, merged_bed, merged_gff)
+    rows = [line.split("\t") for line in merged_bed.read_text().splitlines()]
+    assert genes == len(rows) == sum(bed.count("\n") for bed in beds)
+    assert rows == sorted(rows, key=lambda f: (f[0], int(f[1]), int(f[2])))  # bedtools sort order
+    assert {f[0] for f in rows} == {"ecoli|NC_000913.3", "flipped|NC_000913.3", "halves|left", "halves|right"}
+    assert len({f[3] for f in rows}) == len(rows)  # gene names unique across inputs
+    gff = merged_gff.read_text().splitlines()
+    assert gff[0] == "##gff-version 3" and sum(line.startswith("##gff-version") for line in gff) == 1
+    assert "##sequence-region flipped|NC_000913.3 1 8000" in gff
+    ids = [line.split("ID=")[1].split(";")[0] for line in gff if not line.startswith("#")]
+    assert len(ids) == len(set(ids)) == len(rows)
+
+
+@pytest.mark.skipif(not default_model_path().exists() or not EXAMPLE.exists(), reason="shipped model not built")
+def test_cli_out_with_a_slash_is_a_new_directory_and_bed_gff_merge_every_input(gene_genomes, tmp_path):
+    out = tmp_path / "new" / "scans"
+    result = seqdl_cli("scan", *gene_genomes[:2], "--out", f"{out}/", "--bed", tmp_path / "all.bed", "--gff",
+                       tmp_path / "all.gff3", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    bed = (tmp_path / "all.bed").read_text()
+    assert summary["done"] == 2 and summary["genes"] == bed.count("\n") >= 6
+    assert summary["bed"] == str(tmp_path / "all.bed") and summary["gff"] == str(tmp_path / "all.gff3")
+    assert {line.split("\t")[0] for line in bed.splitlines()} == {"ecoli|NC_000913.3", "flipped|NC_000913.3"}
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([MANIFEST] + [output_name(p).replace(".parquet", suffix) for p in gene_genomes[:2]
+                                         for suffix in (".parquet", ".bed", ".gff3")])
+    meta = pq.read_schema(out / output_name(gene_genomes[0])).metadata
+    assert meta[b"seqdl.command"].decode().startswith("seqdl scan ") and b"--bed" in meta[b"seqdl.command"]
+
+    result = seqdl_cli("scan", gene_genomes[0], "--out", out, "--bedgraph", tmp_path / "t.bedgraph")
+    assert result.returncode == 2 and "--bedgraph" in result.stderr
+
+
 def test_cli_batch_isolates_a_bad_input_and_exits_3(text_model, texts, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine\n\xff\xfe broken\n")
@@ -178,7 +261,7 @@ def test_batch_refuses_bad_options(text_model, texts, tmp_path):
     assert result.returncode == 2 and "--per-line" in result.stderr
     result = seqdl_cli("eval", "text", texts[0], "--model", text_model, "--per-line", "--out", tmp_path / "x",
                        "--workers", "0")
-    assert result.returncode == 2 and "--workers must be positive" in result.stderr
+    assert result.returncode == 2 and "--workers: input should be greater than or equal to 1" in result.stderr
     result = seqdl_cli("eval", "text", "--model", text_model, "--per-line", "--out", tmp_path / "x", "--workers", "1")
     assert result.returncode == 2 and "no inputs" in result.stderr
     assert not (tmp_path / "x").exists()

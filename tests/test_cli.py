@@ -1,64 +1,166 @@
-"""The CLI's shared behaviour: results on stdout, one-line errors with exit code 2, JSON output."""
+"""The CLI's shared behaviour: results on stdout, one-line errors with exit code 2, JSON output, help, --debug.
+
+Most cases call :func:`seqdl.cli.main` in this process (what the ``seqdl`` console script calls);
+one runs ``python -m seqdl.cli`` as a user's shell would.
+"""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
+import pytest
+import typer
 
 import seqdl
+from seqdl import cli
 from seqdl.metrics import MetricLogger
 
 
-def seqdl_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seqdl.cli", *args], capture_output=True, text=True, timeout=120)
+@pytest.fixture
+def run(monkeypatch, capfd):
+    """``seqdl ARGS`` in-process: (exit code, stdout, stderr)."""
+    monkeypatch.setenv("SEQDL_KEEP_FREED_MEMORY", "0")  # leave the test process's allocator alone
+    monkeypatch.setenv("COLUMNS", "200")  # help on one line per option
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() replaces it: put it back after
+
+    def run_main(*args: object) -> tuple[int, str, str]:
+        capfd.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            cli.main([str(arg) for arg in args])
+        out, err = capfd.readouterr()
+        return stop.value.code, out, err
+
+    return run_main
 
 
-def test_info_describes_environment_and_models(tmp_path):
-    result = seqdl_cli("info", "--json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["seqdl_version"] == seqdl.__version__
+def test_info_describes_environment_and_models(run, tmp_path):
+    code, out, _ = run("info", "--json")
+    assert code == 0 and json.loads(out)["seqdl_version"] == seqdl.__version__
     seqdl.save(tmp_path / "m.safetensors", seqdl.nn.Linear(3, 2), kind="letters", config={"classes": 2})
-    result = seqdl_cli("info", str(tmp_path / "m.safetensors"), "--json")
-    record = json.loads(result.stdout)
-    assert record["kind"] == "letters" and record["n_parameters"] == 8
+    code, out, _ = run("info", tmp_path / "m.safetensors", "--json")
+    record = json.loads(out)
+    assert code == 0 and record["kind"] == "letters" and record["n_parameters"] == 8
 
 
-def test_plot_writes_png_and_errors_are_one_line(tmp_path):
+def test_plot_writes_png_and_errors_are_one_line(run, tmp_path):
     with MetricLogger(tmp_path / "m.parquet") as logger:
         for step in range(5):
             logger.log(step, loss=float(np.exp(-step)))
-    ok = seqdl_cli("plot", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "c.png"))
-    assert ok.returncode == 0 and (tmp_path / "c.png").stat().st_size > 1000
-    as_json = seqdl_cli("plot", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "j.png"), "--json")
-    assert json.loads(as_json.stdout) == {"metrics": str(tmp_path / "m.parquet"), "out": str(tmp_path / "j.png")}
-    quiet = seqdl_cli("plot", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "q.png"), "--quiet")
-    assert quiet.returncode == 0 and quiet.stdout == "" and (tmp_path / "q.png").is_file()
-    missing = seqdl_cli("plot", str(tmp_path / "nope.parquet"), "-o", str(tmp_path / "d.png"))
-    assert missing.returncode == 2 and missing.stdout == ""
-    assert missing.stderr.strip() == f"seqdl: error: {tmp_path / 'nope.parquet'}: no such metrics file"
-    no_dir = seqdl_cli("plot", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "missing" / "c.png"))
-    assert no_dir.returncode == 2 and "does not exist" in no_dir.stderr and "Traceback" not in no_dir.stderr
+    code, _, err = run("plot", tmp_path / "m.parquet", "-o", tmp_path / "c.png")
+    assert code == 0 and (tmp_path / "c.png").stat().st_size > 1000, err
+    code, out, _ = run("plot", tmp_path / "m.parquet", "-o", tmp_path / "j.png", "--json")
+    assert json.loads(out) == {"metrics": str(tmp_path / "m.parquet"), "out": str(tmp_path / "j.png")}
+    code, out, _ = run("plot", tmp_path / "m.parquet", "-o", tmp_path / "q.png", "--quiet")
+    assert code == 0 and out == "" and (tmp_path / "q.png").is_file()
+    code, out, err = run("plot", tmp_path / "nope.parquet", "-o", tmp_path / "d.png")
+    assert code == 2 and out == ""
+    assert err.strip() == f"seqdl: error: {tmp_path / 'nope.parquet'}: no such file"
+    code, _, err = run("plot", tmp_path / "m.parquet", "-o", tmp_path / "missing" / "c.png")
+    assert code == 2 and "does not exist" in err and "Traceback" not in err
 
 
-def test_corrupt_model_and_unknown_command(tmp_path):
+@pytest.mark.parametrize("args, line", [
+    (["frobnicate"], "seqdl: error: No such command 'frobnicate'."),
+    (["segment"], "seqdl: error: Missing argument 'IMAGE'."),
+    (["scan", "x.fa", "--window", "0"], "seqdl: error: --window: input should be greater than or equal to 1"),
+    (["scan", "x.fa", "--stride", "many"], "seqdl: error: --stride: input should be a valid integer, unable to parse "
+                                           "string as an integer"),
+    (["textgen", "--cell", "rnn"], "seqdl: error: --cell: 'rnn' is not one of 'gru', 'lstm'"),
+    (["quantize", "m.safetensors", "--out", "q.safetensors", "--bits", "3"],
+     "seqdl: error: --bits: '3' is not one of '8', '4'"),
+    (["plot", "m.parquet", "-o", "p.png", "--x", "minutes"], "seqdl: error: --x: 'minutes' is not one of 'step', "
+                                                             "'seconds'"),
+])
+def test_usage_errors_are_one_line_exit_2(run, tmp_path, monkeypatch, args, line):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(*args)
+    assert (code, out, err) == (2, "", line + "\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_model_is_one_line(run, tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 100)
-    result = seqdl_cli("info", str(tmp_path / "bad.safetensors"))
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    result = seqdl_cli("frobnicate")
-    assert result.returncode == 2 and result.stderr.startswith("seqdl: error:")
+    code, _, err = run("info", tmp_path / "bad.safetensors")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("seqdl: error:")
 
 
-def test_quantize_keeps_kind_config_step_and_metadata_and_drops_optimizer(tmp_path):
+def test_no_command_shows_help_and_exits_2(run):
+    code, out, err = run()
+    assert code == 2 and "Usage: seqdl" in out and err == ""
+    code, out, err = run("train")
+    assert code == 2 and "Usage: seqdl train" in out and err == ""
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback_of_an_internal_error(run, tmp_path, monkeypatch, where):
+    from seqdl import checkpoint
+
+    seqdl.save(tmp_path / "m.safetensors", seqdl.nn.Linear(3, 2), kind="letters", config={})
+    monkeypatch.setattr(checkpoint, "describe", lambda path: 1 / 0)
+    code, out, err = run("info", tmp_path / "m.safetensors")
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err == "seqdl: internal error: ZeroDivisionError: division by zero (rerun with --debug for details)\n"
+    args = ["--debug", "info", tmp_path / "m.safetensors"] if where == "before" else [
+        "info", tmp_path / "m.safetensors", "--debug"]
+    code, out, err = run(*args)
+    assert code == 1 and out == ""
+    assert err.startswith("Traceback (most recent call last):") and "1 / 0" in err
+    assert err.endswith("seqdl: internal error: ZeroDivisionError: division by zero (rerun with --debug for "
+                        "details)\n")
+
+
+def _commands(group=None, prefix=()) -> list[tuple[tuple[str, ...], object]]:
+    group = group or typer.main.get_command(cli.app)
+    found = [(prefix, group)]
+    for name, command in getattr(group, "commands", {}).items():
+        found += _commands(command, (*prefix, name)) if hasattr(command, "commands") else [((*prefix, name), command)]
+    return found
+
+
+def test_help_names_values_without_python_types_and_shows_every_default(run):
+    commands = _commands()
+    assert {" ".join(name) for name, _ in commands} >= {"", "info", "plot", "quantize", "textgen", "eval text",
+                                                       "scan", "train", "train dna", "eval", "eval dna", "segment"}
+    for name, command in commands:
+        code, out, err = run(*name, "--help")
+        assert code == 0 and err == "", name
+        assert not re.search(r"<(bool|int|float|str|path|list|Path)\b|\{\w+\}|list\[", out), (name, out)
+        assert "--debug" in out and "--help" in out, name
+        for param in command.params:
+            flag = getattr(param, "is_flag", False) or param.param_type_name == "argument"
+            if not (flag or param.required or param.name in ("debug", "help")):
+                shown = param.default is not None or isinstance(param.show_default, str)
+                assert shown or "\\[default:" in (param.help or ""), (name, param.name)
+    _, out, _ = run("textgen", "--help")
+    for default in ("[default: gru]", "[default: 512]", "[default: 2]", "[default: 0.002]", "[default: 128]",
+                    "[default: <first input's name>.safetensors"):
+        assert default in out, default
+    assert re.search(r"--steps .*With --resume: N more steps after a finished run", out)
+
+
+def test_train_and_eval_list_only_the_front_ends_that_exist(run):
+    root = typer.main.get_command(cli.app)
+    for verb in ("train", "eval"):
+        group = root.commands[verb]
+        assert not {"text", "dna", "letters"} & set(re.findall(r"\w+", group.help)), group.help
+        _, out, _ = run(verb, "--help")
+        listed = set(re.findall(r"^│ (\w+) ", out.split("Commands")[1], flags=re.M))
+        assert listed == set(group.commands) and listed, (verb, listed)
+
+
+def test_quantize_keeps_kind_config_step_and_metadata_and_drops_optimizer(run, tmp_path):
     seqdl.manual_seed(0)
     model = seqdl.nn.Sequential(seqdl.nn.Embedding(40, 32), seqdl.nn.Linear(32, 64), seqdl.nn.Linear(64, 40))
     optimizer = seqdl.optim.AdamW(model.parameters())
     source = seqdl.save(tmp_path / "m.ckpt.safetensors", model, optimizer=optimizer, step=12, kind="text",
                         config={"hidden": 64}, metadata={"seqdl.vocab": ["a", "b"]})
-    result = seqdl_cli("quantize", str(source), "--out", str(tmp_path / "m8.safetensors"), "--json")
-    assert result.returncode == 0, result.stderr
-    record = json.loads(result.stdout)
+    code, out, err = run("quantize", source, "--out", tmp_path / "m8.safetensors", "--json")
+    assert code == 0, err
+    record = json.loads(out)
     assert record["bytes_after"] < record["bytes_before"] / 3
     small = seqdl.load(tmp_path / "m8.safetensors", kind="text")
     assert small.step == 12 and small.config == {"hidden": 64} and small.metadata["seqdl.vocab"] == ["a", "b"]
@@ -66,7 +168,43 @@ def test_quantize_keeps_kind_config_step_and_metadata_and_drops_optimizer(tmp_pa
     for name, value in model.state_dict().items():
         step = np.abs(value).max() / 127
         assert np.abs(small.state_dict[name] - value).max() <= step / 2 + 1e-7, name
-
-    bad = seqdl_cli("quantize", str(source), "--out", str(tmp_path / "x.safetensors"), "--bits", "3")
-    assert bad.returncode == 2 and bad.stderr.strip() == "seqdl: error: --bits must be 8 or 4, not 3"
+    code, _, err = run("quantize", source, "--out", tmp_path / "x.safetensors", "--bits", "4", "--group-size", "7")
+    assert code == 2 and err == "seqdl: error: --group-size must be even, not 7\n"
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_the_console_command_runs_main(tmp_path):
+    """``python -m seqdl.cli`` (and the ``seqdl`` script, the same ``main``) as a separate process."""
+    result = subprocess.run([sys.executable, "-m", "seqdl.cli", "info", "--json"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and json.loads(result.stdout)["seqdl_version"] == seqdl.__version__
+    result = subprocess.run([sys.executable, "-m", "seqdl.cli", "scan", "--window", "0"], capture_output=True,
+                            text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "seqdl: error: --window: input should be greater than or equal to 1\n"
+
+
+def test_the_cli_stays_a_thin_module_per_front_end():
+    """Issue 13: the CLI is a package of small modules (none over 250 lines), run by ``seqdl.cli:main``."""
+    from pathlib import Path
+
+    package = Path(cli.__file__).parent
+    sizes = {path.name: len(path.read_text().splitlines()) for path in package.glob("*.py")}
+    assert {"tools.py", "text.py", "dna.py", "vision.py"} <= set(sizes)
+    assert max(sizes.values()) <= 250, sizes
+    pyproject = (package.parents[1] / "pyproject.toml").read_text()
+    assert 'seqdl = "seqdl.cli:main"' in pyproject
+
+
+def test_conventions_are_in_the_projects_own_docs():
+    """The conventions users rely on ship with the code: no pointer to a CONVENTIONS.md a clone does not have."""
+    from pathlib import Path
+
+    root = Path(cli.__file__).parents[2]
+    conventions = (root / "docs" / "conventions.md").read_text()
+    for topic in ("## Exit codes", "## JSON Lines", "## Coordinates", "## Parquet outputs", "seqdl.inputs"):
+        assert topic in conventions, topic
+    assert "(docs/conventions.md)" in (root / "README.md").read_text()
+    for folder in ("seqdl", "pipelines", "vision"):
+        for path in (root / folder).rglob("*.py"):
+            assert "CONVENTIONS.md" not in path.read_text(), path

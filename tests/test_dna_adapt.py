@@ -65,3 +65,66 @@ def test_scan_with_adapt_records_it_in_the_metadata(tmp_path):
 def test_adapt_steps_must_be_positive():
     with pytest.raises(SeqdlError, match="--adapt-steps must be positive"):
         AdaptOptions(steps=0)
+
+
+def test_adapt_without_a_long_orf_warns_and_keeps_the_model(tmp_path, capsys):
+    seqdl.manual_seed(0)
+    model = DnaModel(DnaConfig(channels=4, hidden=4, lm_hidden=4, tile=50, context=10))
+    fasta = tmp_path / "short.fa"
+    fasta.write_text(">x\n" + "TAAT" * 500 + "\n")  # stops everywhere: no ORF to learn from
+    assert adapt(model, fasta, AdaptOptions(steps=2, batch_size=2, seq_len=100), quiet=True) is model
+    err = capsys.readouterr().err
+    assert "short.fa: --adapt found no open reading frame of 600 bp or more" in err and "as it is" in err
+
+
+def test_adapt_streams_a_bounded_sample_of_the_file(tmp_path):
+    from pipelines.dna_adapt import PIECE, pieces_of, reservoir
+
+    fasta = tmp_path / "g.fa"
+    unit = "TAAT" * 40 + "ATG" + BODY + "TAA"
+    fasta.write_text(">a\n" + unit * 400 + "\n>b\n" + unit * 300 + "\n")
+    options = AdaptOptions(max_bases=2 * PIECE, seq_len=100)
+    sample = reservoir(pieces_of(fasta), options)
+    assert len(sample) == 2 and all(len(codes) <= PIECE for _, codes, _, _ in sample)
+    assert [p[0] for p in reservoir(pieces_of(fasta), options)] == [p[0] for p in sample]  # seeded
+    names = [p[0] for p in pieces_of(fasta)]
+    assert names[0] == "a:0" and names[-1].startswith("b:")
+
+
+def test_adapted_for_follows_the_options(tmp_path):
+    from pipelines.dna_adapt import adapted_for, needs_adapt
+
+    seqdl.manual_seed(0)
+    model = DnaModel(DnaConfig(channels=4, hidden=4, lm_hidden=4, tile=50, context=10))
+    codes = {"x": encode(("TAAT" * 40 + "ATG" + BODY + "TAA") * 3)}
+    assert adapted_for(model, codes, None) is model
+    assert not needs_adapt(model, codes)  # no fitted decoder, nothing to compare with: never automatically
+    assert adapted_for(model, codes, AdaptOptions(steps=1, batch_size=2, seq_len=100, auto=True)) is model
+    assert adapted_for(model, codes, AdaptOptions(steps=1, batch_size=2, seq_len=100), quiet=True) is not model
+
+
+def test_orf_agreement_is_the_probability_of_the_implied_codon_position():
+    from pipelines.dna_adapt import agreement_sums
+
+    labels = np.full((2, 6), IGNORE, np.int8)
+    labels[0, :3] = [0, 1, 2]
+    coding = np.zeros((2, 3, 6), np.float32)
+    coding[0, [0, 1, 2], [0, 1, 2]] = [0.9, 0.5, 0.1]
+    assert agreement_sums(coding, labels) == pytest.approx((1.5, 3))
+
+
+def test_scan_adapt_on_a_genome_without_long_orfs_falls_back_and_exits_0(tmp_path, monkeypatch, capfd):
+    import warnings
+
+    from seqdl import cli
+
+    monkeypatch.setenv("SEQDL_KEEP_FREED_MEMORY", "0")
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() replaces it
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">x\n" + "TAAT" * 1000 + "\n")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["scan", str(fasta), "--adapt", "--quiet", "--out", str(tmp_path / "s.parquet")])
+    err = capfd.readouterr().err
+    assert stop.value.code == 0, err
+    assert "--adapt found no open reading frame of 600 bp or more to self-train on" in err
+    assert (tmp_path / "s.parquet").exists()

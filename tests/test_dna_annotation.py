@@ -82,9 +82,9 @@ def test_annotation_errors(tmp_path):
 
 def test_gene_calls_on_both_strands_from_confident_probabilities():
     rng = np.random.default_rng(0)
-    body = "".join(rng.choice(["GCT", "AAA", "CTG", "GAA", "CGC", "ATC"], 60))  # no stop codons
+    body = "".join(rng.choice(["GCT", "AAA", "CTG", "GAA", "CGC", "ATC"], 400))  # no stop or start codons
     gene = "ATG" + body + "TAA"
-    background = "CCCCCCCCCCCCCCCCCCCC"
+    background = "TAAT" * 5  # stops in every frame of both strands
     seq = background + gene + background + decode(reverse_complement(encode(gene))) + background
     codes = encode(seq)
     probs = np.full((2, 3, len(seq)), 0.01, np.float32)
@@ -97,3 +97,16 @@ def test_gene_calls_on_both_strands_from_confident_probabilities():
     assert calls[0].three_prime == plus[1] - 1 and calls[1].three_prime == minus[0]
     mask = call_mask(calls, len(seq))
     assert mask[0].sum() == len(gene) and mask[1].sum() == len(gene)
+
+
+def test_annotation_names_that_only_partly_match_warn_with_the_count(tmp_path, capsys):
+    notes = read_annotation(gff(tmp_path, "chr\tx\tCDS\t1\t9\t.\t+\t0\tID=a\nplasmid\tx\tCDS\t1\t9\t.\t+\t0\tID=b"))
+    labels = notes.labels({"chr": 40})
+    assert (labels["chr"][0, :9] >= 0).all()
+    err = capsys.readouterr().err
+    assert "1 of 2 annotated sequence names match a FASTA record" in err and "'plasmid'" in err
+
+
+def test_gene_ends_give_both_ends_per_strand(tmp_path):
+    notes = read_annotation(gff(tmp_path, "chr\tx\tCDS\t4\t12\t.\t+\t0\tID=a\nchr\tx\tCDS\t20\t31\t.\t-\t0\tID=b"))
+    assert notes.gene_ends("chr", 40).tolist() == [[0, 3, 11], [1, 30, 19]]

@@ -18,6 +18,8 @@ def test_held_out_ecoli_slice(shared_data):
                       genomes / "GCF_000005845.2_ASM584v2_genomic.gff", ["NC_000913.3:4000000-4100000"])
     assert result["bases"] == 100_000
     assert result["genes_f1"] > 0.95 and result["three_prime_sensitivity"] > 0.88
+    assert result["exact_gene_sensitivity"] > 0.8 and result["exact_gene_precision"] > 0.8
+    assert 0.85 < result["five_prime_accuracy"] <= 1.0
     assert result["bits_per_base"] < 1.9
 
 

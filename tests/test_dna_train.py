@@ -2,16 +2,22 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+import seqdl
+from pipelines import dna_train
 from pipelines.dna_data import Region, carve_validation, parse_region, split_regions
 from pipelines.fasta import decode
 from seqdl.errors import SeqdlError
+from seqdl.training import Budget, Loop, metrics_path
 
 TINY = ["--channels", "4", "--hidden", "4", "--lm-hidden", "4", "--seq-len", "60", "--batch-size", "4", "--quiet"]
 
@@ -47,9 +53,11 @@ def test_train_then_evaluate(genome, tmp_path):
                                                     "m.metrics.parquet"}
     info = json.loads(seqdl_cli("info", model, "--json").stdout)
     assert info["kind"] == "dna"
+    from pipelines.dna_model import load_dna_model
+    assert load_dna_model(model)[0].genes is not None  # the gene decoder was fitted to this model and stored
     result = seqdl_cli("train", "dna", "--fasta", fasta, "--annotation", gff, "--steps", "6", "--out", model,
                        "--resume", "--json", "--quiet")
-    assert result.returncode == 0 and json.loads(result.stdout)["step"] == 6, result.stderr
+    assert result.returncode == 0 and json.loads(result.stdout)["step"] == 10, result.stderr  # 6 more steps
     result = seqdl_cli("eval", "dna", "--model", model, "--fasta", fasta, "--annotation", gff, "--region",
                        "chr:6000-8000", "--json")
     assert result.returncode == 0, result.stderr
@@ -61,7 +69,7 @@ def test_train_then_evaluate(genome, tmp_path):
 @pytest.mark.parametrize("extra,message", [
     (["--holdout", "nochr:1-5"], "no FASTA record named 'nochr'"),
     (["--holdout", "chr:500-100"], "empty or reversed region"),
-    (["--steps", "0"], "--steps must be positive"),
+    (["--steps", "0"], "--steps: input should be greater than or equal to 1"),
 ])
 def test_train_bad_options(genome, tmp_path, extra, message):
     fasta, gff = genome
@@ -93,20 +101,66 @@ def test_regions():
     assert val == Region("a", 90, 100) and Region("a", 20, 90) in train
 
 
-def test_each_network_is_kept_at_its_own_best_step():
-    from pipelines.dna_model import DnaConfig, DnaModel
-    from pipelines.dna_train import keep_best
+# ------------------------------------------------------------------ resume
+SMALL = dict(config_overrides=dict(channels=4, hidden=4, lm_hidden=4, tile=500, context=50),
+             train_overrides=dict(seq_len=60, batch_size=4, seed=3), quiet=True)
 
-    config = DnaConfig(channels=2, hidden=2, lm_hidden=2)
-    model, best = DnaModel(config), DnaModel(config)
-    state: dict = {"step": 1}
-    keep_best(state, best, model, {"val_coding_loss": 0.5, "val_bits_per_base": 1.9}, 1.0)
-    first_lm = {k: v.copy() for k, v in model.lm.state_dict().items()}
-    for p in model.parameters():
-        p.data += 1.0
-    state["step"] = 2
-    keep_best(state, best, model, {"val_coding_loss": 0.4, "val_bits_per_base": 2.0}, 1.0)
-    assert (state["best_coding_step"], state["best_lm_step"]) == (2, 1)
-    assert all(np.array_equal(v, model.coding.state_dict()[k]) for k, v in best.coding.state_dict().items())
-    assert all(np.array_equal(v, first_lm[k]) for k, v in best.lm.state_dict().items())
-    assert state["best_val"] == pytest.approx(0.4 + 1.9 * np.log(2))
+
+def _interrupt_at(monkeypatch, step: int) -> None:
+    """Deliver a real SIGINT (as Ctrl-C would) right after training step ``step``."""
+    original = Loop.train_step
+
+    def train_step(self):
+        out = original(self)
+        if self.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(Loop, "train_step", train_step)
+
+
+def _tensors(path: Path) -> dict[str, np.ndarray]:
+    saved = seqdl.load(path)
+    optimizer = {f"optimizer/{i}/{k}": v for i, state in (saved.optimizer_state or {}).get("state", {}).items()
+                 for k, v in state.items()}
+    return {**saved.state_dict, **optimizer}
+
+
+def test_resume_after_ctrl_c_reproduces_the_uninterrupted_run(genome, tmp_path, monkeypatch):
+    fasta, gff = genome
+    run = dict(SMALL, holdout=["chr:6000-8000"], budget=Budget(steps=12), eval_every=3)
+    straight = dna_train.train(fasta, gff, tmp_path / "a.safetensors", **run)
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 5)
+        first = dna_train.train(fasta, gff, tmp_path / "b.safetensors", **run)
+    assert first.interrupted and first.step == 5
+    resumed = dna_train.train(fasta, gff, tmp_path / "b.safetensors", resume=True, **run)
+    assert not resumed.interrupted and resumed.step == 12
+    assert (resumed.best_val, resumed.best_step) == (straight.best_val, straight.best_step)
+    for name in ("{}.safetensors", "{}.checkpoint.safetensors"):
+        a, b = _tensors(tmp_path / name.format("a")), _tensors(tmp_path / name.format("b"))
+        assert a.keys() == b.keys()
+        assert all(np.array_equal(a[k], b[k]) for k in a), name
+    rows = [pq.read_table(metrics_path(tmp_path / f"{x}.safetensors")).drop(["seconds", "bases_per_second"])
+            .to_pylist() for x in "ab"]
+    assert rows[0] == rows[1] and len(rows[0]) == 12
+
+
+def test_resume_keeps_the_validation_split_and_refuses_changed_options(genome, tmp_path):
+    fasta, gff = genome
+    model = tmp_path / "m.safetensors"
+    first = dict(SMALL, train_overrides=dict(SMALL["train_overrides"], val_bases=500))
+    dna_train.train(fasta, gff, model, holdout=["chr:6000-8000"], budget=Budget(steps=2), **first)
+    validation = seqdl.load(model).metadata["seqdl.trained_on"]["validation"]
+    assert validation == "chr:5500-6000"
+    for changed, option in [(dict(first, train_overrides=dict(val_bases=900)), "--val-bases 500, not 900"),
+                            (dict(first, config_overrides=dict(hidden=8)), "--hidden 4, not 8")]:
+        with pytest.raises(SeqdlError, match=f"{option}: a resumed run keeps its settings"):
+            dna_train.train(fasta, gff, model, holdout=[], budget=Budget(steps=1), resume=True, **changed)
+    with pytest.raises(SeqdlError, match="--holdout chr:6000-8000, not chr:0-1000"):
+        dna_train.train(fasta, gff, model, holdout=["chr:0-1000"], budget=Budget(steps=1), resume=True, **SMALL)
+    # options not given again come from the checkpoint, not from the defaults
+    more = dna_train.train(fasta, gff, model, holdout=[], budget=Budget(steps=1), resume=True, quiet=True)
+    assert more.step == 3
+    card = seqdl.load(model).metadata["seqdl.trained_on"]
+    assert card["validation"] == validation and card["holdout"] == ["chr:6000-8000"]

@@ -103,3 +103,19 @@ def test_unreadable_files_raise_one_seqdl_error_naming_the_file(tmp_path):
         load_rgb(tmp_path)
     with pytest.raises(SeqdlError, match="no such file"):
         load_rgb(tmp_path / "missing.png")
+
+
+def test_otsu_split_maximises_the_between_group_variance():
+    """Against brute force on samples and on a histogram (the page threshold and the word-gap split share it)."""
+    from vision.images import otsu_split, otsu_threshold
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        values = np.sort(rng.exponential(3.0, rng.integers(2, 30)))
+        def between(k: int) -> float:
+            lo, hi = values[:k], values[k:]
+            return k * (len(values) - k) * (hi.mean() - lo.mean()) ** 2
+        best = max(between(k) for k in range(1, len(values)))
+        assert between(otsu_split(values)) == pytest.approx(best)
+    dark = np.concatenate([rng.normal(0.2, 0.03, 3000), rng.normal(0.7, 0.05, 1000)]).clip(0, 1)
+    assert 0.3 < otsu_threshold(dark) < 0.6

@@ -1,6 +1,7 @@
 """Shared output helpers: atomic writes leave nothing partial, inputs expand predictably, provenance is complete."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -9,7 +10,10 @@ import stat
 import pytest
 
 from seqdl.errors import SeqdlError
-from seqdl.io import atomic_open, atomic_path, check_output_path, expand_inputs, provenance
+from seqdl.io import (
+    atomic_open, atomic_path, check_output_path, expand_inputs, gzip_errors, is_gzip, open_input, parquet_metadata,
+    provenance, stored_file,
+)
 
 
 def test_atomic_write_replaces_only_on_success_and_leaves_no_temp_file(tmp_path):
@@ -81,3 +85,40 @@ def test_stale_temps_of_dead_writers_are_removed(tmp_path):
         path.write_bytes(b"x")
     assert remove_stale_temps(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "out.parquet"])
+
+
+def test_inputs_open_by_content_not_by_name(tmp_path):
+    """A gzip file is decompressed whatever its name; a plain file named .gz is read as it is."""
+    text = b"line one\nline two\n" * 500
+    (tmp_path / "packed.txt").write_bytes(gzip.compress(text))
+    (tmp_path / "plain.gz").write_bytes(text)
+    for name in ("packed.txt", "plain.gz"):
+        with open_input(tmp_path / name) as handle, gzip_errors(tmp_path / name):
+            assert handle.read() == text
+            assert stored_file(handle).tell() == (tmp_path / name).stat().st_size  # progress is in bytes on disk
+    assert is_gzip(tmp_path / "packed.txt") and not is_gzip(tmp_path / "plain.gz")
+
+
+def test_unopenable_and_damaged_inputs_are_one_error_naming_the_file(tmp_path):
+    with pytest.raises(SeqdlError, match=f"^{tmp_path / 'nope.fa'}: no such file$"):
+        open_input(tmp_path / "nope.fa")
+    with pytest.raises(SeqdlError, match="is a directory, expected a FASTA file$"):
+        open_input(tmp_path, "a FASTA file")
+    damaged = {"truncated.gz": gzip.compress(os.urandom(5000))[:-100],
+               "bad-crc.gz": gzip.compress(b"abc" * 100)[:-8] + b"\0" * 8,
+               "corrupt.gz": gzip.compress(b"abc" * 100)[:12] + b"\xff" * 40}
+    for name, data in damaged.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SeqdlError, match=f"^{tmp_path / name}: truncated or corrupt gzip data"):
+            with open_input(tmp_path / name) as handle, gzip_errors(tmp_path / name):
+                handle.read()
+
+
+def test_parquet_metadata_is_text_without_pandas_entry(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"x": [1]}).replace_schema_metadata({"seqdl.command": "seqdl scan", "pandas": "{}"})
+    pq.write_table(table, tmp_path / "t.parquet")
+    assert parquet_metadata(pq.read_schema(tmp_path / "t.parquet").metadata) == {"seqdl.command": "seqdl scan"}
+    assert parquet_metadata(None) == {}

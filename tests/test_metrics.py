@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from seqdl import SeqdlError, Tensor, nn
-from seqdl.metrics import MetricLogger, gradient_norm, parameter_norms, plot_metrics
+from seqdl.metrics import MetricLogger, gradient_norm, metric_panels, parameter_norms, plot_metrics
 
 
 def test_rows_are_readable_while_logging_and_columns_can_appear_later(tmp_path):
@@ -121,3 +121,12 @@ def test_plot_writes_a_png_and_rejects_bad_input(tmp_path):
     with pytest.raises(SeqdlError, match="not a readable metrics Parquet"):
         plot_metrics(tmp_path / "junk.parquet", tmp_path / "y.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "junk.parquet", "m.parquet", "s.png"]
+
+
+def test_validation_metrics_share_their_training_metrics_panel():
+    text = ["train_loss", "lr", "grad_norm", "chars_per_second", "val_loss"]
+    assert metric_panels(text) == [["train_loss", "val_loss"], ["lr"], ["grad_norm"], ["chars_per_second"]]
+    dna = ["coding_loss", "lm_bits_per_base", "lr", "val_coding_loss", "val_bits_per_base"]
+    assert metric_panels(dna) == [["coding_loss", "val_coding_loss"], ["lm_bits_per_base", "val_bits_per_base"],
+                                  ["lr"]]
+    assert metric_panels(["a_loss", "b_loss", "val_loss"]) == [["a_loss"], ["b_loss"], ["val_loss"]]  # ambiguous

@@ -66,7 +66,13 @@ def test_windows_cover_every_record_on_both_strands(tiny_model, genome, tmp_path
     assert masked["fraction_n"] == pytest.approx(0.5)
     plus, minus = by_key[("chr1", 0, "+")], by_key[("chr1", 0, "-")]
     assert plus["gc"] == minus["gc"] and plus["gc_skew"] == pytest.approx(-minus["gc_skew"])
-    assert all(0 <= r["coding_probability"] <= 1 and 0 < r["bits_per_base"] < 10 for r in rows)
+    scored = [r for r in rows if (r["end"] - r["start"]) * (1 - r["fraction_n"]) >= ScanOptions().calls.min_length]
+    assert len(scored) > len(rows) // 2
+    assert all(0 <= r["coding_probability"] <= 1 and 0 < r["bits_per_base"] < 10 for r in scored)
+    unscored = [r for r in rows if r not in scored]  # the 70 bp record; windows half N
+    assert {r["record"] for r in unscored} == {"short", "chr1"} and masked in unscored
+    assert all(r["coding_probability"] is None and r["bits_per_base"] is None for r in unscored)
+    assert all(r["gc"] is not None for r in unscored)  # counting bases needs no model
 
 
 def test_gc_of_a_known_window(tiny_model, tmp_path):
@@ -128,8 +134,8 @@ def test_cli_writes_all_outputs_and_json(tiny_model, genome, tmp_path):
     (b"", [], "is empty"),
     (b">p\nMKLVVLLAPQE\n", [], "looks like protein FASTA"),
     (b"@r\nACGT\n+\nIIII\n", [], "looks like FASTQ"),
-    (b">a\nACGT\n", ["--window", "0"], "--window must be positive"),
-    (b">a\nACGT\n", ["--stride", "-5"], "--stride must be positive"),
+    (b">a\nACGT\n", ["--window", "0"], "--window: input should be greater than or equal to 1"),
+    (b">a\nACGT\n", ["--stride", "-5"], "--stride: input should be greater than or equal to 1"),
     (b">a\nACGT\n>b\nAC\nA%T\n", [], "record 'b', line 5: non-sequence character '%'"),
     (b"LOCUS       NC_000907 1830138 bp    DNA\n", [], "looks like GenBank"),
     (gzip.compress(b">a\n" + np.random.default_rng(0).choice(list(b"ACGT"), 50_000).astype(np.uint8).tobytes())
@@ -165,6 +171,55 @@ def test_empty_record_among_others_is_skipped_with_one_warning(tiny_model, tmp_p
     result = seqdl_cli("scan", fasta, "--model", tiny_model, "--out", tmp_path / "o.parquet", "--quiet", "--json")
     assert result.returncode == 0 and result.stderr.count("warning") == 1 and "'empty'" in result.stderr
     assert set(pq.read_table(tmp_path / "o.parquet").column("record").to_pylist()) == {"full"}
+
+
+def test_progress_counts_the_bytes_of_the_file_as_stored(tiny_model, tmp_path):
+    from contextlib import ExitStack
+
+    from pipelines.dna_model import load_dna_model
+    from pipelines.scan import Outputs, _scan_file
+
+    seq = decode(np.random.default_rng(3).integers(0, 4, 100_000).astype(np.uint8))
+    plain, zipped = tmp_path / "p.fa", tmp_path / "z.fa.gz"
+    plain.write_text(">r\n" + "\n".join(seq[i:i + 70] for i in range(0, len(seq), 70)) + "\n")
+    zipped.write_bytes(gzip.compress(plain.read_bytes()))
+    model, _ = load_dna_model(tiny_model)
+    for path, advancing in ((plain, 5), (zipped, 1)):  # gzip reads its file 128 kB at a time: ~30 kB in one go
+        steps: list[int] = []
+        with ExitStack() as stack:
+            outputs = Outputs(stack, tmp_path / "o.parquet", {}, None, None, None, 500)
+            _scan_file(path, model, ScanOptions(chunk_tiles=200), outputs, steps.append)
+            outputs.finish()
+        assert sum(steps) == path.stat().st_size and min(steps) >= 0  # the bytes as stored, all of them
+        assert len([n for n in steps if n > 0]) >= advancing
+    assert zipped.stat().st_size < plain.stat().st_size / 3
+
+
+def test_a_record_too_short_to_judge_gets_null_scores(tiny_model, tmp_path):
+    fasta = tmp_path / "tiny.fa"
+    fasta.write_text(">ten\nACGTACGTAC\n>long\n" + "ACGGT" * 40 + "\n")
+    rows = scan_table([fasta], tiny_model, tmp_path, "t")[0].to_pylist()
+    ten = [r for r in rows if r["record"] == "ten"]
+    assert len(ten) == 2 and all(r["coding_probability"] is None and r["bits_per_base"] is None for r in ten)
+    assert ten[0]["gc"] == pytest.approx(0.5)
+    assert all(r["coding_probability"] is not None for r in rows if r["record"] == "long")  # 200 bp: scored
+
+
+@pytest.mark.skipif(not default_model_path().exists() or not EXAMPLE.exists(), reason="shipped model not built")
+def test_gff3_names_every_record_before_its_features(tmp_path):
+    fasta = tmp_path / "two.fa"
+    seq = "".join(EXAMPLE.read_text().splitlines()[1:])
+    fasta.write_text(f">first\n{seq[:5000]}\n>empty\n>second\n{seq[5000:]}\n")
+    _, bed = scan_table([fasta], default_model_path(), tmp_path, "two")
+    lines = (tmp_path / "two.gff3").read_text().splitlines()
+    assert lines[0] == "##gff-version 3"
+    regions = [i for i, line in enumerate(lines) if line.startswith("##sequence-region")]
+    assert [lines[i] for i in regions] == ["##sequence-region first 1 5000", f"##sequence-region second 1 {len(seq) - 5000}"]
+    for i, line in enumerate(lines[1:], start=1):
+        if not line.startswith("#"):
+            record = line.split("\t")[0]
+            assert lines[max(r for r in regions if r < i)].split()[1] == record
+    assert len([line for line in lines if not line.startswith("#")]) == bed.count("\n") >= 3
 
 
 def _bed_genes(bed: str) -> set[tuple[int, int, str]]:

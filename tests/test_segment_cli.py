@@ -87,7 +87,7 @@ def test_a_bad_page_in_a_batch_is_reported_and_the_good_one_still_written(tmp_pa
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     code, stdout, stderr = run(monkeypatch, capsys, "segment", str(EXAMPLE), str(tmp_path / "bad.png"), "--out",
                                str(tmp_path / "boxes.parquet"), "--annotate", str(tmp_path), "--quiet")
-    assert code == 3   # CONVENTIONS.md: a batch finished but some inputs failed
+    assert code == 3   # docs/conventions.md: a batch finished but some inputs failed
     assert stdout.startswith(f"{EXAMPLE}: 5 lines, 16 words, ")
     assert stderr.startswith(f"seqdl: error: {tmp_path / 'bad.png'}: not an image Pillow can read (")
     assert len(stderr.splitlines()) == 1
@@ -156,11 +156,16 @@ def test_a_failure_while_writing_leaves_no_partial_file(tmp_path, monkeypatch, c
     assert code == 1 and list(tmp_path.iterdir()) == []
 
 
-def test_missing_output_directories_are_refused_before_any_work(tmp_path, monkeypatch, capsys):
-    code, _, stderr = run(monkeypatch, capsys, "segment", str(EXAMPLE), "--annotate", str(tmp_path / "nope"))
-    assert code == 2 and "--annotate needs an existing directory" in stderr
+def test_annotate_creates_its_directory_and_a_missing_out_directory_is_refused(tmp_path, monkeypatch, capsys):
+    code, _, stderr = run(monkeypatch, capsys, "segment", str(EXAMPLE), "--annotate", str(tmp_path / "out" / "sub"),
+                          "--quiet")
+    assert code == 0, stderr
+    assert [p.suffix for p in (tmp_path / "out" / "sub").iterdir()] == [".png"]
+    (tmp_path / "file").write_text("")
+    code, _, stderr = run(monkeypatch, capsys, "segment", str(EXAMPLE), "--annotate", str(tmp_path / "file"))
+    assert code == 2 and "--annotate needs a directory; this is a file" in stderr
     code, _, stderr = run(monkeypatch, capsys, "segment", str(EXAMPLE), "--out", str(tmp_path / "no" / "b.parquet"))
-    assert code == 2 and "does not exist" in stderr
+    assert code == 2 and "does not exist" in stderr and not (tmp_path / "no").exists()
 
 
 def test_the_installed_command_prints_a_summary_per_page():

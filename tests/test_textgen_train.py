@@ -7,20 +7,22 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import seqdl
 from seqdl.errors import SeqdlError
 from pipelines import text_train
+from pipelines.text_corpus import CorpusOptions
 from pipelines.text_model import load_text_model
-from pipelines.text_train import RunSettings, Trainer
-from seqdl.training import Budget, checkpoint_path, metrics_path
+from seqdl.training import Budget, Loop, Settings, checkpoint_path, metrics_path
 
 VERSE = ("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\n"
          "Rough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date.\n")
 TINY = dict(model_overrides=dict(cell="gru", hidden=48, layers=1, embed=16),
             train_overrides=dict(seq_len=32, batch_size=16, lr=1e-2, warmup_steps=5, seed=7),
-            settings=RunSettings(quiet=True))
+            settings=Settings(quiet=True))
 
 
 def unigram_entropy(text: str) -> float:
@@ -32,7 +34,7 @@ def test_small_corpus_is_learnt_well_below_unigram_entropy(tmp_path):
     corpus = tmp_path / "verse.txt"
     corpus.write_text(VERSE * 40)
     result = text_train.train([corpus], tmp_path / "verse.safetensors", budget=Budget(steps=150),
-                              **dict(TINY, settings=RunSettings(eval_every=50, quiet=True)))
+                              **dict(TINY, settings=Settings(eval_every=50, quiet=True)))
     entropy = unigram_entropy(VERSE)
     assert entropy > 2.8
     assert result.best_val < 0.35 * entropy, (result.best_val, entropy)
@@ -45,7 +47,7 @@ def test_small_corpus_is_learnt_well_below_unigram_entropy(tmp_path):
 
 def _interrupt_at(monkeypatch, step: int) -> None:
     """Deliver a real SIGINT (as Ctrl-C would) right after training step ``step``."""
-    original = Trainer.train_step
+    original = Loop.train_step
 
     def train_step(self):
         out = original(self)
@@ -53,7 +55,7 @@ def _interrupt_at(monkeypatch, step: int) -> None:
             os.kill(os.getpid(), signal.SIGINT)
         return out
 
-    monkeypatch.setattr(Trainer, "train_step", train_step)
+    monkeypatch.setattr(Loop, "train_step", train_step)
 
 
 def _train_losses(model_path: Path) -> dict[int, float]:
@@ -65,7 +67,7 @@ def test_resume_after_ctrl_c_reproduces_the_uninterrupted_run(tmp_path, monkeypa
     corpus = tmp_path / "verse.txt"
     corpus.write_text(VERSE * 30)
     options = dict(TINY, model_overrides=dict(cell="lstm", hidden=32, layers=2, embed=8, dropout=0.2),
-                   settings=RunSettings(eval_every=6, quiet=True))
+                   settings=Settings(eval_every=6, quiet=True))
     straight = text_train.train([corpus], tmp_path / "a.safetensors", budget=Budget(steps=40), **options)
 
     with monkeypatch.context() as patch:
@@ -97,3 +99,19 @@ def test_resume_of_a_finished_run_starts_a_new_cycle(tmp_path):
     with pytest.raises(SeqdlError, match="keeps its settings"):
         text_train.train([corpus], model, budget=Budget(steps=5), resume=True,
                          **dict(TINY, model_overrides=dict(hidden=64)))
+
+
+def test_a_validation_set_larger_than_a_short_run_affords_is_sampled(tmp_path):
+    """60k held-out characters, 40 tiny steps: the loop validates on a part of them, not on all 15 times.
+    (The share of time this takes is tested on a simulated clock in test_training_loop.py.)"""
+    rng = np.random.default_rng(0)
+    corpus = tmp_path / "big.txt"
+    corpus.write_text(" ".join(rng.choice(np.array(VERSE.split()), 24_000)))
+    model = tmp_path / "m.safetensors"
+    result = text_train.train([corpus], model, budget=Budget(steps=40),
+                              **dict(TINY, corpus_options=CorpusOptions(val_fraction=0.5)))
+    plan = seqdl.load(checkpoint_path(model)).metadata["seqdl.training"]["cycle"]["plan"]
+    assert plan["limit"] < 20_000 and plan["every"] > 1
+    validated = [r["step"] for r in pq.read_table(metrics_path(model)).to_pylist()
+                 if r["val_nats_per_char"] is not None]
+    assert validated[0] == 3 and validated[-1] == result.step == 40 and len(validated) <= 11

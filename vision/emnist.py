@@ -13,7 +13,6 @@ them upright (``img.T``) and so do the crops.
 """
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +22,7 @@ from PIL import Image
 from scipy import ndimage
 
 from seqdl.errors import SeqdlError
+from seqdl.io import gzip_errors, open_input
 
 from .layout import stroke_width
 
@@ -40,12 +40,8 @@ ALPHABET = "abcdefghijklmnopqrstuvwxyz"  # EMNIST letters label k (1..26) is ALP
 
 def _read_idx(path: str | os.PathLike, magic: int, ndim: int) -> np.ndarray:
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            raw = handle.read()
-    except (OSError, EOFError) as exc:
-        raise SeqdlError(f"cannot read idx file: {exc}", str(path)) from exc
+    with open_input(path, "an idx file") as handle, gzip_errors(path):  # gzip or plain, by content
+        raw = handle.read()
     header = 4 + 4 * ndim
     if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
         raise SeqdlError(f"not an idx file with magic {magic:#x}", str(path))

@@ -112,18 +112,26 @@ def ink_darkness(grey: Image.Image) -> np.ndarray:
     return darkness
 
 
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of values in [0, 1] (maximises the between-class variance)."""
-    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    hist = hist.astype(np.float64)
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight0 = np.cumsum(hist)
-    weight1 = weight0[-1] - weight0
-    sum0 = np.cumsum(hist * centres)
+def otsu_split(values: np.ndarray, counts: np.ndarray | None = None) -> int:
+    """Otsu's split of sorted ``values`` (each seen ``counts`` times, default once) into a low and a high group.
+
+    Returns how many of the values go to the low group: the split that maximises the
+    between-group variance. Used on a histogram (bin centres and counts) and on raw samples.
+    """
+    values = np.asarray(values, np.float64)
+    counts = np.ones_like(values) if counts is None else np.asarray(counts, np.float64)
+    weight0 = np.cumsum(counts)[:-1]
+    weight1 = counts.sum() - weight0
+    sum0 = np.cumsum(counts * values)[:-1]
     mean0 = sum0 / np.maximum(weight0, 1)
-    mean1 = (sum0[-1] - sum0) / np.maximum(weight1, 1)
-    between = weight0 * weight1 * (mean0 - mean1) ** 2
-    return float(edges[np.argmax(between) + 1])
+    mean1 = (np.dot(counts, values) - sum0) / np.maximum(weight1, 1)
+    return int(np.argmax(weight0 * weight1 * (mean0 - mean1) ** 2)) + 1
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of values in [0, 1], from their histogram."""
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    return float(edges[otsu_split((edges[:-1] + edges[1:]) / 2, hist)])
 
 
 def binarise(darkness: np.ndarray) -> np.ndarray:

@@ -18,6 +18,8 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .images import otsu_split
+
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (half-open, pixels)
 
 EIGHT_CONNECTED = np.ones((3, 3), bool)
@@ -231,9 +233,7 @@ def word_gap_threshold(gaps: np.ndarray, height: float, stroke: float) -> float:
     """
     gaps = np.sort(np.asarray(gaps, np.float64))
     if gaps.size >= 2:
-        total, k = np.cumsum(gaps), np.arange(1, gaps.size)
-        below, above = total[:-1] / k, (total[-1] - total[:-1]) / (gaps.size - k)
-        split = int(np.argmax(k * (gaps.size - k) * (above - below) ** 2)) + 1
+        split = otsu_split(gaps)
         lo, hi = gaps[:split], gaps[split:]
         if hi.mean() >= 2.0 * lo.mean() + stroke:
             return float((lo.max() + hi.min()) / 2)

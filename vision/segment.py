@@ -79,7 +79,7 @@ def segment_array(path: Path, rgb: np.ndarray) -> PageResult:
                 continue
             for ci, letter in enumerate(word.letters):
                 rows.append(Row(li, wi, ci, letter.box, "letter"))
-                inks.append(_letter_ink(layout.labels, darkness, letter.box, letter.components, letter.columns))
+                inks.append(letter_ink(layout.labels, darkness, letter.box, letter.components, letter.columns))
                 angles.append(line.angle_degrees)
     crops = emnist.prepare_crops(inks, angles)
     height, width = mask.shape
@@ -95,7 +95,7 @@ def segment_file(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple
     return result, rgb
 
 
-def _letter_ink(labels: np.ndarray, darkness: np.ndarray, box: Box, components: list[int],
+def letter_ink(labels: np.ndarray, darkness: np.ndarray, box: Box, components: list[int],
                 columns: tuple[int, int] | None) -> np.ndarray:
     """The letter's own pixels in its box, as the bilevel image NIST scanned (neighbours' strokes left out).
 
@@ -242,11 +242,11 @@ def segment_pages(paths: Sequence[Path], annotate_dir: Path | None, out: Path | 
     return results, failures
 
 
-def annotation_path(directory: Path, page: Path, taken: set[Path]) -> Path:
-    """``<dir>/<page stem>.segment.png``; pages of one batch sharing a stem get ``.2``, ``.3``, ... added."""
-    target, number = directory / f"{page.stem}.segment.png", 1
+def annotation_path(directory: Path, page: Path, taken: set[Path], command: str = "segment") -> Path:
+    """``<dir>/<page stem>.<command>.png``; pages of one batch sharing a stem get ``.2``, ``.3``, ... added."""
+    target, number = directory / f"{page.stem}.{command}.png", 1
     while target in taken:
         number += 1
-        target = directory / f"{page.stem}.{number}.segment.png"
+        target = directory / f"{page.stem}.{number}.{command}.png"
     taken.add(target)
     return target

@@ -19,16 +19,6 @@ def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     return t
 
 
-def zeros_(t: Tensor) -> Tensor:
-    t.data[...] = 0
-    return t
-
-
-def ones_(t: Tensor) -> Tensor:
-    t.data[...] = 1
-    return t
-
-
 def fan_in(t: Tensor) -> int:
     """Inputs per output unit: ``in_features`` for Linear, ``in_channels * kernel`` for Conv."""
     return int(np.prod(t.shape[1:])) if t.ndim > 1 else t.shape[0]
@@ -37,12 +27,6 @@ def fan_in(t: Tensor) -> int:
 def kaiming_uniform_(t: Tensor, a: float = 0.0) -> Tensor:
     gain = math.sqrt(2.0 / (1 + a * a))
     bound = gain * math.sqrt(3.0 / fan_in(t))
-    return uniform_(t, -bound, bound)
-
-
-def xavier_uniform_(t: Tensor, gain: float = 1.0) -> Tensor:
-    fan_out = t.shape[0] * (int(np.prod(t.shape[2:])) if t.ndim > 2 else 1)
-    bound = gain * math.sqrt(6.0 / (fan_in(t) + fan_out))
     return uniform_(t, -bound, bound)
 
 

@@ -163,19 +163,19 @@ class Module:
         if strict and (missing or unexpected):
             parts = []
             if missing:
-                parts.append(f"missing {', '.join(missing)}")
+                parts.append(f"missing {_some(missing)}")
             if unexpected:
-                parts.append(f"unexpected {', '.join(unexpected)}")
+                parts.append(f"unexpected {_some(unexpected)}")
             raise ValueError(f"state_dict does not match {type(self).__name__}: {'; '.join(parts)}")
-        for name, target in own.items():
-            if name not in state:
-                continue
-            value = _to_numpy(state[name])
+        values = {name: _to_numpy(state[name]) for name in own if name in state}
+        for name, value in values.items():  # every check before any copy: a mismatch leaves the module as it was
+            target = own[name]
             if value.shape != target.shape:
                 raise ValueError(f"{name}: expected shape {tuple(target.shape)}, got {tuple(value.shape)}")
             if target.dtype.kind != value.dtype.kind and not (target.dtype.kind == "f" and value.dtype.kind in "iu"):
                 raise ValueError(f"{name}: expected dtype {target.dtype}, got {value.dtype}")
-            np.copyto(target, value, casting="unsafe")
+        for name, value in values.items():
+            np.copyto(own[name], value, casting="unsafe")
         return missing, unexpected
 
     # ------------------------------------------------------------- print
@@ -188,6 +188,12 @@ class Module:
             child = repr(module).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child}")
         return "\n".join(lines) + ("\n)" if self._modules else ")")
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """The first few names (a large model's mismatch lists hundreds)."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _to_numpy(value: Any) -> np.ndarray:

@@ -16,13 +16,18 @@ LSTM, gates i, f, g, o::
     c' = f * c + i * g
     h' = o * tanh(c')
 
-Each layer and direction is ONE autograd node: the input projection is one GEMM
-for all time steps (per 256 steps on long sequences), each step is one GEMM with the recurrent weights for all gates
-together plus in-place gate maths on preallocated buffers, and the hand-written
-backward walks the steps in reverse with the step-independent factors computed
-for the whole sequence up front. Weight gradients are one GEMM each over all
-steps. ``sigmoid(x) = (1 + tanh(x / 2)) / 2`` lets one ``tanh`` call activate
-every gate at once.
+Each layer and direction is ONE autograd node: each step is one GEMM with the
+recurrent weights for all gates together plus in-place gate maths on preallocated
+buffers, and the hand-written backward walks the steps in reverse with the
+step-independent factors computed for the whole sequence up front. Weight
+gradients are one GEMM each over all steps. ``sigmoid(x) = (1 + tanh(x / 2)) / 2``
+lets one ``tanh`` call activate every gate at once.
+
+The two cells differ in memory. The GRU (which the DNA models run on whole genome
+chunks) projects its inputs one GEMM per :data:`PROJECTION_STEPS` steps and keeps
+every step's gates only when a backward will need them, so inference on a long
+sequence holds one block of projections and one step of gates. The LSTM projects
+all steps' inputs in one GEMM and always keeps every step's gates.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from ..tensor import DEFAULT_DTYPE, Tensor, cat, dropout, is_grad_enabled, stack
 from .module import Module, Parameter
 
 
-PROJECTION_STEPS = 256  # input projections are one GEMM per this many steps: bounded memory on long sequences
+PROJECTION_STEPS = 256  # the GRU's input projection is one GEMM per this many steps: bounded memory on long inputs
 
 
 @functools.lru_cache(maxsize=64)
