@@ -261,7 +261,7 @@ def test_batch_refuses_bad_options(text_model, texts, tmp_path):
     assert result.returncode == 2 and "--per-line" in result.stderr
     result = seqdl_cli("eval", "text", texts[0], "--model", text_model, "--per-line", "--out", tmp_path / "x",
                        "--workers", "0")
-    assert result.returncode == 2 and "--workers: input should be greater than or equal to 1" in result.stderr
+    assert result.returncode == 2 and "--workers 0: input should be greater than or equal to 1" in result.stderr
     result = seqdl_cli("eval", "text", "--model", text_model, "--per-line", "--out", tmp_path / "x", "--workers", "1")
     assert result.returncode == 2 and "no inputs" in result.stderr
     assert not (tmp_path / "x").exists()

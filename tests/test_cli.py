@@ -66,13 +66,13 @@ def test_plot_writes_png_and_errors_are_one_line(run, tmp_path):
 @pytest.mark.parametrize("args, line", [
     (["frobnicate"], "seqdl: error: No such command 'frobnicate'."),
     (["segment"], "seqdl: error: Missing argument 'IMAGE'."),
-    (["scan", "x.fa", "--window", "0"], "seqdl: error: --window: input should be greater than or equal to 1"),
-    (["scan", "x.fa", "--stride", "many"], "seqdl: error: --stride: input should be a valid integer, unable to parse "
+    (["scan", "x.fa", "--window", "0"], "seqdl: error: --window 0: input should be greater than or equal to 1"),
+    (["scan", "x.fa", "--stride", "many"], "seqdl: error: --stride many: input should be a valid integer, unable to parse "
                                            "string as an integer"),
-    (["textgen", "--cell", "rnn"], "seqdl: error: --cell: 'rnn' is not one of 'gru', 'lstm'"),
+    (["textgen", "--cell", "rnn"], "seqdl: error: --cell rnn: 'rnn' is not one of 'gru', 'lstm'"),
     (["quantize", "m.safetensors", "--out", "q.safetensors", "--bits", "3"],
-     "seqdl: error: --bits: '3' is not one of '8', '4'"),
-    (["plot", "m.parquet", "-o", "p.png", "--x", "minutes"], "seqdl: error: --x: 'minutes' is not one of 'step', "
+     "seqdl: error: --bits 3: '3' is not one of '8', '4'"),
+    (["plot", "m.parquet", "-o", "p.png", "--x", "minutes"], "seqdl: error: --x minutes: 'minutes' is not one of 'step', "
                                                              "'seconds'"),
 ])
 def test_usage_errors_are_one_line_exit_2(run, tmp_path, monkeypatch, args, line):
@@ -181,7 +181,7 @@ def test_the_console_command_runs_main(tmp_path):
     result = subprocess.run([sys.executable, "-m", "seqdl.cli", "scan", "--window", "0"], capture_output=True,
                             text=True, timeout=120)
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == "seqdl: error: --window: input should be greater than or equal to 1\n"
+    assert result.stderr == "seqdl: error: --window 0: input should be greater than or equal to 1\n"
 
 
 def test_the_cli_stays_a_thin_module_per_front_end():

@@ -69,7 +69,7 @@ def test_train_then_evaluate(genome, tmp_path):
 @pytest.mark.parametrize("extra,message", [
     (["--holdout", "nochr:1-5"], "no FASTA record named 'nochr'"),
     (["--holdout", "chr:500-100"], "empty or reversed region"),
-    (["--steps", "0"], "--steps: input should be greater than or equal to 1"),
+    (["--steps", "0"], "--steps 0: input should be greater than or equal to 1"),
 ])
 def test_train_bad_options(genome, tmp_path, extra, message):
     fasta, gff = genome

@@ -134,8 +134,8 @@ def test_cli_writes_all_outputs_and_json(tiny_model, genome, tmp_path):
     (b"", [], "is empty"),
     (b">p\nMKLVVLLAPQE\n", [], "looks like protein FASTA"),
     (b"@r\nACGT\n+\nIIII\n", [], "looks like FASTQ"),
-    (b">a\nACGT\n", ["--window", "0"], "--window: input should be greater than or equal to 1"),
-    (b">a\nACGT\n", ["--stride", "-5"], "--stride: input should be greater than or equal to 1"),
+    (b">a\nACGT\n", ["--window", "0"], "--window 0: input should be greater than or equal to 1"),
+    (b">a\nACGT\n", ["--stride", "-5"], "--stride -5: input should be greater than or equal to 1"),
     (b">a\nACGT\n>b\nAC\nA%T\n", [], "record 'b', line 5: non-sequence character '%'"),
     (b"LOCUS       NC_000907 1830138 bp    DNA\n", [], "looks like GenBank"),
     (gzip.compress(b">a\n" + np.random.default_rng(0).choice(list(b"ACGT"), 50_000).astype(np.uint8).tobytes())

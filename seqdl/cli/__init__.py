@@ -57,7 +57,7 @@ def _run(args: list[str]) -> int:
         return 2
     except Exception as exc:
         if hasattr(exc, "format_message"):  # a usage error from Typer's (vendored) click
-            return _usage_error(exc)
+            return _usage_error(exc, args)
         if meta.get(DEBUG_KEY):
             traceback.print_exc()
         sys.stderr.write(f"seqdl: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)\n")
@@ -79,18 +79,31 @@ def _with_debug_everywhere(root: Any) -> Any:
     return root
 
 
-def _usage_error(exc: Any) -> int:
-    """A usage error as one line naming the option: ``seqdl: error: --bits: '3' is not one of '8', '4'``."""
+def _usage_error(exc: Any, args: list[str]) -> int:
+    """A usage error as one line naming the option and the value given: ``seqdl: error: --workers 0: input should
+    be greater than or equal to 1``."""
     if type(exc).__name__ == "NoArgsIsHelpError":  # a bare ``seqdl`` or ``seqdl train``: Typer printed the help
         return 2
     param, message = getattr(exc, "param", None), str(getattr(exc, "message", ""))
     if param is not None and message and param.opts:  # a value Typer refused (type, range, choice)
         message = message.removeprefix("Value error, ").rstrip(".")
-        line = f"{param.opts[0]}: {message[:1].lower()}{message[1:]}"
+        given = _given_value(args, param.opts)
+        name = param.opts[0] if given is None else f"{param.opts[0]} {given}"
+        line = f"{name}: {message[:1].lower()}{message[1:]}"
     else:
         line = exc.format_message()
     sys.stderr.write(f"seqdl: error: {' '.join(line.split())}\n")
     return int(getattr(exc, "exit_code", 2))
+
+
+def _given_value(args: list[str], opts: Sequence[str]) -> Optional[str]:
+    """The value the user gave an option (``--opt V`` or ``--opt=V``; the last one wins), if any."""
+    given = None
+    for index, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if name in opts:
+            given = value if equals else (args[index + 1] if index + 1 < len(args) else None)
+    return given
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
