@@ -203,22 +203,19 @@ def measure(work: str, impl: str, repeats: int) -> float | None:
         return None
     run, items = built
     _PLAN = ThreadPlan(override=1 if impl == "seqdl --threads 1" else None).measure()
-    kind = WORK_KIND[work]
     if impl == "torch":
+        return _median_rate(run, items, repeats)
+    with _PLAN.use(WORK_KIND[work]):
+        return _median_rate(run, items, repeats)
+
+
+def _median_rate(run: Callable[[], None], items: int, repeats: int) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
         run()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        return items / statistics.median(times)
-    with _PLAN.use(kind):
-        run()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
     return items / statistics.median(times)
 
 

@@ -7,9 +7,8 @@ waits for a core the other program has. So:
 
 - *small* work (sampling, per-step scoring, the scan's recurrent steps) runs on one BLAS thread, always;
 - *large* work (training products) runs on the cores that are ours and free: the CPUs in our affinity
-  mask, capped by the cgroup CPU quota, less what other processes are using right now (measured from
-  ``/proc/stat`` against our own CPU time). A long run calls :meth:`ThreadPlan.refresh` now and then, so a
-  job that starts or stops next to it changes the plan.
+  mask, capped by the cgroup CPU quota, less what other processes are using when the command starts
+  (measured from ``/proc/stat`` against our own CPU time over 50 ms).
 
 ``--threads N`` overrides both. threadpoolctl does the mechanics (it finds the BLAS that NumPy loaded and
 sets its thread count through the library's own API, about 20 µs a switch).
@@ -129,12 +128,6 @@ class ThreadPlan:
         if self.override is not None and self.override < 1:
             raise ValueError(f"threads must be positive, not {self.override}")
 
-    def refresh(self) -> None:
-        """Update what other processes use (call every few seconds in long runs; cheap: one /proc read)."""
-        others = self.probe.read()
-        if others is not None:
-            self.others = others
-
     def measure(self) -> "ThreadPlan":
         """Sample the machine's load now (a 50 ms probe) before planning large work."""
         if self.override is None and self.usable > 1:
@@ -157,12 +150,6 @@ class ThreadPlan:
         n = self.threads(work)
         with _threadpools().limit(limits=n, user_api="blas"):
             yield n
-
-    def apply(self, work: Work) -> int:
-        """Set this work's thread count from now on (for long loops that refresh the plan as they go)."""
-        n = self.threads(work)
-        _threadpools().limit(limits=n, user_api="blas")
-        return n
 
     def report(self) -> dict[str, object]:
         return {"cpus_online": os.cpu_count(), "affinity_cores": len(self.probe.cpus),
