@@ -28,7 +28,7 @@ from seqdl.beam import Arc, Scorer, beam_search
 from . import cuts, emnist
 from .images import MAX_PIXELS, binarise, darkest_channel, ink_darkness, load_rgb
 from .layout import Box, Layout, Word, analyse
-from .segment import ANNOTATION_MAX_SIDE, letter_ink, annotation_path
+from .segment import ANNOTATION_MAX_SIDE, annotation_path, letter_ink, pages_in_order
 
 SYMBOLS = emnist.ALPHABET + " "        # what the beam search and a language model see; the space is fixed
 SPACE = len(emnist.ALPHABET)
@@ -354,28 +354,20 @@ def read_pages(paths: Sequence[Path], classify: Classifier, annotate_dir: Path |
     PNGs are written page by page, the Parquet file once at the end (not at all
     if no page was read). A page with no text gets a warning.
     """
-    from seqdl.errors import SeqdlError
-    from seqdl.io import progress_bar, provenance as provenance_metadata, warn
+    from seqdl.io import provenance as provenance_metadata, warn
 
     pages: list[PageText] = []
     failures: list[tuple[Path, Exception]] = []
     taken: set[Path] = set()
-    with progress_bar(quiet, "pages") as bar:
-        task = bar.add_task("ocr", total=len(paths), status="")
-        for path in paths:
-            bar.update(task, status=path.name)
-            try:
-                page, rgb = read_file(path, classify, lm, max_pixels)
-            except SeqdlError as exc:
-                failures.append((path, exc))
-                bar.advance(task)
-                continue
-            if not page.letters:
-                warn(f"{path}: no text found (blank page?)")
-            if annotate_dir is not None:
-                annotate(page, rgb, annotation_path(annotate_dir, path, taken, "ocr"))
-            pages.append(page)
-            bar.advance(task)
+    def read(path: Path) -> tuple[PageText, np.ndarray]:
+        return read_file(path, classify, lm, max_pixels)
+
+    for path, page, rgb in pages_in_order(paths, "ocr", read, quiet, failures):
+        if not page.letters:
+            warn(f"{path}: no text found (blank page?)")
+        if annotate_dir is not None:
+            annotate(page, rgb, annotation_path(annotate_dir, path, taken, "ocr"))
+        pages.append(page)
     if out is not None and pages:
         args = {"command": "seqdl ocr", "params": {}, **(provenance or {})}
         write_parquet(pages, out, provenance_metadata(inputs=[p.path for p in pages], **args))

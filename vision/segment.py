@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -205,6 +205,29 @@ def crops_from_parquet(path: str | os.PathLike) -> np.ndarray:
     return np.stack(crops).reshape(-1, emnist.SIZE, emnist.SIZE) if crops else np.zeros((0, 28, 28), np.uint8)
 
 
+Read = TypeVar("Read")
+
+
+def pages_in_order(paths: Sequence[Path], label: str, read: Callable[[Path], tuple[Read, np.ndarray]], quiet: bool,
+                   failures: list[tuple[Path, Exception]]) -> Iterator[tuple[Path, Read, np.ndarray]]:
+    """``(path, read(path)...)`` for each page in order under one progress bar; a page whose reading fails with a
+    SeqdlError is added to ``failures`` and skipped, so one bad page never stops the others."""
+    from seqdl.errors import SeqdlError
+    from seqdl.io import progress_bar
+
+    with progress_bar(quiet, "pages") as bar:
+        task = bar.add_task(label, total=len(paths), status="")
+        for path in paths:
+            bar.update(task, status=path.name)
+            try:
+                result, rgb = read(path)
+            except SeqdlError as exc:
+                failures.append((path, exc))
+            else:
+                yield path, result, rgb
+            bar.advance(task)
+
+
 def segment_pages(paths: Sequence[Path], annotate_dir: Path | None, out: Path | None, command: str = "segment",
                   quiet: bool = False, max_pixels: int = MAX_PIXELS,
                   ) -> tuple[list[PageResult], list[tuple[Path, Exception]]]:
@@ -214,28 +237,17 @@ def segment_pages(paths: Sequence[Path], annotate_dir: Path | None, out: Path | 
     Parquet file, holding every page that succeeded, is written at the end, and
     not at all when no page succeeded. A page with no text gets a warning.
     """
-    from seqdl.errors import SeqdlError
-    from seqdl.io import progress_bar, provenance, warn
+    from seqdl.io import provenance, warn
 
     results: list[PageResult] = []
     failures: list[tuple[Path, Exception]] = []
     taken: set[Path] = set()
-    with progress_bar(quiet, "pages") as bar:
-        task = bar.add_task("segment", total=len(paths), status="")
-        for path in paths:
-            bar.update(task, status=path.name)
-            try:
-                result, rgb = segment_file(path, max_pixels)
-            except SeqdlError as exc:
-                failures.append((path, exc))
-                bar.advance(task)
-                continue
-            if result.n_lines == 0:
-                warn(f"{path}: no text found (blank page?)")
-            if annotate_dir is not None:
-                annotate(result, rgb, annotation_path(annotate_dir, path, taken))
-            results.append(result)
-            bar.advance(task)
+    for path, result, rgb in pages_in_order(paths, "segment", lambda p: segment_file(p, max_pixels), quiet, failures):
+        if result.n_lines == 0:
+            warn(f"{path}: no text found (blank page?)")
+        if annotate_dir is not None:
+            annotate(result, rgb, annotation_path(annotate_dir, path, taken))
+        results.append(result)
     if out is not None and results:
         params = {"annotate": str(annotate_dir) if annotate_dir else None, "out": str(out)}
         write_parquet(results, out, provenance(command, params, [r.path for r in results]))
