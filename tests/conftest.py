@@ -1,6 +1,9 @@
 """Shared fixtures: where ../shared/data is, and a skip with a reason where it is absent."""
 from __future__ import annotations
 
+import os
+import signal
+import warnings
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,37 @@ def tiny_dna_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_text_model(tmp_path_factory) -> Path:
     return write_tiny_text_model(tmp_path_factory.mktemp("tiny-text") / "tiny.safetensors")
+
+
+@pytest.fixture
+def run(monkeypatch, capfd):
+    """``seqdl ARGS`` in-process, through the console script's ``main()``: (exit code, stdout, stderr)."""
+    from seqdl import cli
+
+    monkeypatch.setenv("SEQDL_KEEP_FREED_MEMORY", "0")  # leave the test process's allocator alone
+    monkeypatch.setenv("COLUMNS", "200")  # help on one line per option
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() replaces it: put it back after
+
+    def run_main(*args: object) -> tuple[int, str, str]:
+        capfd.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            cli.main([str(arg) for arg in args])
+        out, err = capfd.readouterr()
+        return stop.value.code, out, err
+
+    return run_main
+
+
+def interrupt_after_step(monkeypatch, step: int) -> None:
+    """Deliver a real SIGINT (as Ctrl-C would) right after the shared loop's training step ``step``."""
+    from seqdl.training import Loop
+
+    original = Loop.train_step
+
+    def train_step(self):
+        out = original(self)
+        if self.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(Loop, "train_step", train_step)

@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -18,23 +17,6 @@ import typer
 import seqdl
 from seqdl import cli
 from seqdl.metrics import MetricLogger
-
-
-@pytest.fixture
-def run(monkeypatch, capfd):
-    """``seqdl ARGS`` in-process: (exit code, stdout, stderr)."""
-    monkeypatch.setenv("SEQDL_KEEP_FREED_MEMORY", "0")  # leave the test process's allocator alone
-    monkeypatch.setenv("COLUMNS", "200")  # help on one line per option
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() replaces it: put it back after
-
-    def run_main(*args: object) -> tuple[int, str, str]:
-        capfd.readouterr()
-        with pytest.raises(SystemExit) as stop:
-            cli.main([str(arg) for arg in args])
-        out, err = capfd.readouterr()
-        return stop.value.code, out, err
-
-    return run_main
 
 
 def test_info_describes_environment_and_models(run, tmp_path):

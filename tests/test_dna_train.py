@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +15,9 @@ from pipelines import dna_train
 from pipelines.dna_data import Region, carve_validation, parse_region, split_regions
 from pipelines.fasta import decode
 from seqdl.errors import SeqdlError
-from seqdl.training import Budget, Loop, metrics_path
+from seqdl.training import Budget, metrics_path
+
+from conftest import interrupt_after_step
 
 TINY = ["--channels", "4", "--hidden", "4", "--lm-hidden", "4", "--seq-len", "60", "--batch-size", "4", "--quiet"]
 
@@ -106,19 +106,6 @@ SMALL = dict(config_overrides=dict(channels=4, hidden=4, lm_hidden=4, tile=500, 
              train_overrides=dict(seq_len=60, batch_size=4, seed=3), quiet=True)
 
 
-def _interrupt_at(monkeypatch, step: int) -> None:
-    """Deliver a real SIGINT (as Ctrl-C would) right after training step ``step``."""
-    original = Loop.train_step
-
-    def train_step(self):
-        out = original(self)
-        if self.step == step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(Loop, "train_step", train_step)
-
-
 def _tensors(path: Path) -> dict[str, np.ndarray]:
     saved = seqdl.load(path)
     optimizer = {f"optimizer/{i}/{k}": v for i, state in (saved.optimizer_state or {}).get("state", {}).items()
@@ -131,7 +118,7 @@ def test_resume_after_ctrl_c_reproduces_the_uninterrupted_run(genome, tmp_path, 
     run = dict(SMALL, holdout=["chr:6000-8000"], budget=Budget(steps=12), eval_every=3)
     straight = dna_train.train(fasta, gff, tmp_path / "a.safetensors", **run)
     with monkeypatch.context() as patch:
-        _interrupt_at(patch, 5)
+        interrupt_after_step(patch, 5)
         first = dna_train.train(fasta, gff, tmp_path / "b.safetensors", **run)
     assert first.interrupted and first.step == 5
     resumed = dna_train.train(fasta, gff, tmp_path / "b.safetensors", resume=True, **run)

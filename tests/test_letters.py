@@ -6,14 +6,13 @@ import gzip
 import json
 import os
 import signal
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import seqdl
-from seqdl import cli, training
+from seqdl import training
 from seqdl.errors import SeqdlError
 from vision.augment import AugmentOptions, augment
 from vision.letters_data import Sampler, read_letters, split_validation
@@ -40,22 +39,6 @@ def write_pair(prefix: Path, images: np.ndarray, labels: np.ndarray, magic: int 
     with gzip.open(f"{prefix}-labels-idx1-ubyte.gz", "wb") as handle:
         handle.write((0x801).to_bytes(4, "big") + len(labels).to_bytes(4, "big") + labels.astype(np.uint8).tobytes())
     return str(prefix)
-
-
-@pytest.fixture
-def run(monkeypatch, capfd):
-    """``seqdl ARGS`` in-process: (exit code, stdout, stderr)."""
-    monkeypatch.setenv("SEQDL_KEEP_FREED_MEMORY", "0")
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
-
-    def run_main(*args: object) -> tuple[int, str, str]:
-        capfd.readouterr()
-        with pytest.raises(SystemExit) as stop:
-            cli.main([str(arg) for arg in args])
-        out, err = capfd.readouterr()
-        return stop.value.code, out, err
-
-    return run_main
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
-import signal
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +14,9 @@ from seqdl.errors import SeqdlError
 from pipelines import text_train
 from pipelines.text_corpus import CorpusOptions
 from pipelines.text_model import load_text_model
-from seqdl.training import Budget, Loop, Settings, checkpoint_path, metrics_path
+from seqdl.training import Budget, Settings, checkpoint_path, metrics_path
+
+from conftest import interrupt_after_step
 
 VERSE = ("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\n"
          "Rough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date.\n")
@@ -45,19 +45,6 @@ def test_small_corpus_is_learnt_well_below_unigram_entropy(tmp_path):
     assert [r["step"] for r in rows if r["train_loss"] == r["train_loss"]] == list(range(1, 151))
 
 
-def _interrupt_at(monkeypatch, step: int) -> None:
-    """Deliver a real SIGINT (as Ctrl-C would) right after training step ``step``."""
-    original = Loop.train_step
-
-    def train_step(self):
-        out = original(self)
-        if self.step == step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(Loop, "train_step", train_step)
-
-
 def _train_losses(model_path: Path) -> dict[int, float]:
     rows = pq.read_table(metrics_path(model_path)).to_pylist()
     return {r["step"]: r["train_loss"] for r in rows if r["train_loss"] == r["train_loss"]}
@@ -71,7 +58,7 @@ def test_resume_after_ctrl_c_reproduces_the_uninterrupted_run(tmp_path, monkeypa
     straight = text_train.train([corpus], tmp_path / "a.safetensors", budget=Budget(steps=40), **options)
 
     with monkeypatch.context() as patch:
-        _interrupt_at(patch, 17)
+        interrupt_after_step(patch, 17)
         first = text_train.train([corpus], tmp_path / "b.safetensors", budget=Budget(steps=40), **options)
     assert first.interrupted and first.step == 17
     assert checkpoint_path(tmp_path / "b.safetensors").is_file()

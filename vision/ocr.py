@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageFont
 
 from seqdl.beam import Arc, Scorer, beam_search
 
 from . import cuts, emnist
 from .images import MAX_PIXELS, binarise, darkest_channel, ink_darkness, load_rgb
 from .layout import Box, Layout, Word, analyse
-from .segment import ANNOTATION_MAX_SIDE, annotation_path, letter_ink, pages_in_order
+from .segment import annotation_canvas, annotation_path, letter_ink, pages_in_order
 
 SYMBOLS = emnist.ALPHABET + " "        # what the beam search and a language model see; the space is fixed
 SPACE = len(emnist.ALPHABET)
@@ -294,13 +294,7 @@ def annotate(page: PageText, rgb: np.ndarray, out: str | os.PathLike) -> Path:
     and the letter read drawn above it."""
     from seqdl.io import atomic_path
 
-    picture = Image.fromarray(rgb)
-    scale = min(1.0, ANNOTATION_MAX_SIDE / max(picture.size))
-    if scale < 1.0:
-        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)),
-                                 Image.Resampling.BILINEAR)
-    draw = ImageDraw.Draw(picture)
-    thick = max(1, round(max(picture.size) / 800))
+    picture, draw, scale, thick = annotation_canvas(rgb)
     size = max(10, round(0.5 * page.layout.letter_height * page.scale * scale))
     font = ImageFont.load_default(size=size)
     for letter in page.letters:

@@ -136,17 +136,21 @@ def summary_line(result: PageResult) -> str:
             f"  [{result.seconds:.2f} s]")
 
 
-def annotate(result: PageResult, rgb: np.ndarray, out: str | os.PathLike) -> Path:
-    """Write a PNG of the page with line (red), word (green; orange if joined-up) and letter (blue) boxes."""
-    from seqdl.io import atomic_path
-
+def annotation_canvas(rgb: np.ndarray) -> tuple[Image.Image, ImageDraw.ImageDraw, float, int]:
+    """The page to draw boxes on, shrunk to at most ANNOTATION_MAX_SIDE: (picture, its pen, scale, line width)."""
     picture = Image.fromarray(rgb)
     scale = min(1.0, ANNOTATION_MAX_SIDE / max(picture.size))
     if scale < 1.0:
         picture = picture.resize((round(picture.width * scale), round(picture.height * scale)),
                                  Image.Resampling.BILINEAR)
-    draw = ImageDraw.Draw(picture)
-    thick = max(1, round(max(picture.size) / 800))
+    return picture, ImageDraw.Draw(picture), scale, max(1, round(max(picture.size) / 800))
+
+
+def annotate(result: PageResult, rgb: np.ndarray, out: str | os.PathLike) -> Path:
+    """Write a PNG of the page with line (red), word (green; orange if joined-up) and letter (blue) boxes."""
+    from seqdl.io import atomic_path
+
+    picture, draw, scale, thick = annotation_canvas(rgb)
 
     def box(b: Box, colour: tuple[int, int, int], pad: int) -> None:
         x0, y0, x1, y1 = (v * scale for v in b)

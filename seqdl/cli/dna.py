@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..batch import BatchResult
 from ..training import DEFAULT_MINUTES
 from .common import (
+    CHECKPOINT_MINUTES,
     FROM_LIST, SCHEDULER, STEPS_HELP, THREADS, WORKERS, app, batch_inputs, default_is, emit_json, eval_app,
     flag, json_option, quiet_option, run_batch, seed_option, thread_plan, train_app,
 )
@@ -65,8 +66,7 @@ def train_dna(
                                        + default_is(DnaTrainOptions.lr)),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1, metavar="N", help="Validate every N steps "
                                              "on the whole validation region. " + default_is("fitted to the budget")),
-    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", metavar="X", help="Minutes between "
-                                             "checkpoints."),
+    checkpoint_minutes: float = CHECKPOINT_MINUTES,
     seed: Optional[int] = seed_option(str(DnaTrainOptions.seed)),
     threads: Optional[int] = THREADS,
     quiet: bool = quiet_option(),

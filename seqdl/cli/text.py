@@ -13,6 +13,7 @@ from pipelines.text_train import TrainOptions
 from ..errors import SeqdlError
 from ..training import DEFAULT_MINUTES
 from .common import (
+    CHECKPOINT_MINUTES,
     FROM_LIST, SCHEDULER, STEPS_HELP, THREADS, WORKERS, default_is, emit_json, eval_app, flag, json_option,
     quiet_option, run_batch, batch_inputs, app, seed_option, thread_plan,
 )
@@ -68,8 +69,7 @@ def textgen(
     errors: Errors = ERRORS,
     eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1, metavar="N", help="Validate every N steps "
                                              "on the whole validation split. " + default_is("fitted to the budget")),
-    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", metavar="X", help="Minutes between "
-                                             "checkpoints."),
+    checkpoint_minutes: float = CHECKPOINT_MINUTES,
     prompt: str = typer.Option("", "--prompt", metavar="TEXT", help="Text the samples continue. " + default_is("none")),
     temperature: float = typer.Option(SamplingOptions.temperature, "--temperature", metavar="X",
                                       help="Sampling temperature (positive)."),

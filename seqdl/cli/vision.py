@@ -13,6 +13,7 @@ from vision.letters_options import DataOptions, LetterOptions
 from ..errors import SeqdlError
 from ..training import DEFAULT_MINUTES
 from .common import (
+    CHECKPOINT_MINUTES,
     STEPS_HELP, THREADS, app, default_is, emit_json, eval_app, flag, json_option, make_directories, quiet_option,
     seed_option, thread_plan, train_app,
 )
@@ -104,8 +105,7 @@ def train_letters(
                                                 + default_is(DataOptions.val_per_class)),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1, metavar="N", help="Validate every N steps. "
                                              + default_is("fitted to the budget")),
-    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes", metavar="X", help="Minutes between "
-                                             "checkpoints."),
+    checkpoint_minutes: float = CHECKPOINT_MINUTES,
     seed: Optional[int] = seed_option(str(LetterOptions.seed)),
     threads: Optional[int] = THREADS,
     quiet: bool = quiet_option(),
