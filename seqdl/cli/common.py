@@ -127,7 +127,7 @@ WORKERS = typer.Option(None, "--workers", min=1, metavar="N", help="Batch mode o
                        "processes. " + default_is("no batch mode"))
 SCHEDULER = typer.Option(None, "--scheduler", metavar="ADDRESS", help="Batch mode on an existing Dask cluster, e.g. "
                          "tcp://host:8786. " + default_is("none"))
-CHECKPOINT_MINUTES = typer.Option(5.0, "--checkpoint-minutes", min=0.01, metavar="X", help="Minutes between "
+CHECKPOINT_MINUTES = typer.Option(5.0, "--checkpoint-minutes", metavar="X", help="Minutes between "
                                   "training checkpoints (one is also written at the end and on Ctrl-C).")
 THREADS = typer.Option(None, "--threads", min=1, metavar="N", help="Threads for the model's products (batch mode: "
                        "cores per worker, one task per worker). " + default_is(
