@@ -28,7 +28,7 @@ from seqdl import nn
 from seqdl.checkpoint import Checkpoint, load
 from seqdl.errors import CheckpointError, SeqdlError
 from seqdl.nn.conv import Conv1d
-from seqdl.nn.recurrent import GRU
+from seqdl.nn.recurrent import GRU, gru_layer
 from seqdl.tensor import Tensor, log_softmax_array
 
 from .dna_genes import GeneModel, gene_model_of
@@ -37,6 +37,8 @@ from .fasta import N, reverse_complement
 KIND = "dna"
 CLASSES = ["noncoding", "codon0", "codon1", "codon2"]  # per strand
 THREADS = 2  # the coding and language models run side by side (see score)
+BATCH_TILES = 64  # tiles per recurrent pass: more rows per step amortise each step's fixed cost, at some memory
+CONV_TILES = 8  # tiles per convolution call (its im2col buffer is the scan's largest)
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / "dna-ecoli.safetensors"
 
 
@@ -131,7 +133,7 @@ def tile_windows(padded: np.ndarray, n_tiles: int, tile: int, context: int) -> n
 
 
 def score(model: DnaModel, codes: np.ndarray, offset: int, core_start: int, core_end: int, record_length: int | None,
-          batch_tiles: int = 32, threads: int = THREADS) -> TileScores:
+          batch_tiles: int = BATCH_TILES, threads: int = THREADS) -> TileScores:
     """Scores of bases ``[core_start, core_end)``; ``codes`` holds bases from ``offset`` on (with context).
 
     ``core_start`` must be a multiple of the tile size; bases past ``record_length``
@@ -180,10 +182,18 @@ def score(model: DnaModel, codes: np.ndarray, offset: int, core_start: int, core
 
 def _coding_probs(model: DnaModel, batch: np.ndarray, context: int) -> np.ndarray:
     net = model.coding
-    y = Tensor(one_hot(batch).transpose(1, 2, 0))  # (B, 4, T)
-    features = net.conv2(net.conv1(y).relu()).relu().data.transpose(2, 0, 1)  # (T, B, C)
-    out = net.rnn(Tensor(features))[0]  # both directions, (T, B, 2H)
-    logits = net.head(out[context:-context]).data  # (tile, B, 8)
+    features = np.empty((batch.shape[1], batch.shape[0], net.conv2.out_channels), np.float32)  # (T, B, C)
+    for first in range(0, len(batch), CONV_TILES):  # the convolutions' im2col grows with the batch: bound it
+        y = Tensor(one_hot(batch[first:first + CONV_TILES]).transpose(1, 2, 0))  # (b, 4, T)
+        features[:, first:first + CONV_TILES] = net.conv2(net.conv1(y).relu()).relu().data.transpose(2, 0, 1)
+    # The head is linear, so it applies to each direction's half of the outputs on its own: one direction's
+    # outputs are held at a time (not both, and their concatenation).
+    hidden, weight = net.rnn.hidden_size, net.head.weight.data
+    logits = np.broadcast_to(net.head.bias.data, (batch.shape[1] - 2 * context, len(batch), weight.shape[0]))
+    for direction in (0, 1):
+        out = gru_layer(Tensor(features), None, *net.rnn.layer_weights(0, direction), reverse=bool(direction))[0]
+        logits = logits + out.data[context:-context] @ weight[:, direction * hidden:(direction + 1) * hidden].T
+        del out
     logp = log_softmax_array(logits.reshape(*logits.shape[:2], 2, 4), axis=-1)
     return np.exp(logp[..., 1:]).transpose(1, 2, 3, 0)  # (B, 2, 3, tile)
 

@@ -89,6 +89,12 @@ def _own_seconds() -> float:
     return times.user + times.system
 
 
+def blas_threads() -> int:
+    """The BLAS thread count in force now (as a :meth:`ThreadPlan.use` block or ``--threads`` set it)."""
+    counts = [p.get("num_threads") or 1 for p in _threadpools().info() if p.get("user_api") == "blas"]
+    return max(counts, default=1)
+
+
 @dataclass
 class LoadProbe:
     """How many of our cores other processes kept busy between two readings."""

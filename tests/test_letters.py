@@ -198,6 +198,22 @@ def test_folding_batchnorm_changes_no_output():
     np.testing.assert_allclose(logits(fast, crops), logits(net, crops), rtol=1e-4, atol=1e-4)
 
 
+
+def test_batches_on_several_threads_give_the_same_logits():
+    from threadpoolctl import threadpool_limits
+
+    from seqdl.tensor import is_grad_enabled
+
+    net = inference_net(build_model(LettersConfig()))
+    crops = np.concatenate([emnist_like_letters(9)] * 8)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = logits(net, crops)
+    with threadpool_limits(limits=2, user_api="blas"):   # two worker threads, one BLAS thread each
+        two = logits(net, crops, batch_size=16)
+    np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-5)
+    assert is_grad_enabled()                             # the grad switch is back as it was
+
+
 # --------------------------------------------------------- training through the shared loop
 @pytest.fixture(scope="module")
 def trained(pool, test_letters, tmp_path_factory):

@@ -9,7 +9,7 @@ import pytest
 from pipelines.text_model import load_text_model
 from pipelines.text_scorer import CharModelScorer
 from seqdl.beam import beam_search, chain
-from vision import cuts, emnist, ocr, render
+from vision import cuts, emnist, heights, ocr, render
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 
@@ -52,6 +52,34 @@ def test_cut_points_find_the_join_between_two_blobs() -> None:
 def test_width_prior_is_flat_for_letters_and_falls_for_pairs() -> None:
     assert cuts.width_prior(0.3 * 50, 50) == 0.0 == cuts.width_prior(1.2 * 50, 50)
     assert cuts.width_prior(2.5 * 50, 50) < cuts.width_prior(1.6 * 50, 50) < 0
+
+
+def _line(spec: str, x_height: int = 20, slope: float = 0.0) -> np.ndarray:
+    """Boxes of a line of letters: 's' short, 't' tall, 'd' short and descending, on a baseline at y=100."""
+    boxes = []
+    for i, kind in enumerate(spec):
+        x0 = 30 * i
+        top = 100 - (2 * x_height if kind == "t" else x_height)
+        bottom = 100 + (x_height if kind == "d" else 0)
+        shift = (x0 + 10) * slope
+        boxes.append((x0, top + shift, x0 + 20, bottom + shift))
+    return np.array(boxes)
+
+
+def test_height_priors_rule_out_ascenders_on_short_letters() -> None:
+    column = emnist.ALPHABET.index
+    for slope in (0.0, 0.05):                     # a slanted line is measured across its slant
+        priors = heights.line_priors(_line("tsssdsstss", slope=slope), np.degrees(np.arctan(slope)))
+        short, tall, hanging = priors[1], priors[0], priors[4]
+        assert short[column("d")] < 0 and short[column("g")] < 0 and short[column("a")] == 0
+        assert not tall.any()                          # a tall letter may be a capital of anything
+        assert hanging[column("g")] == 0 and hanging[column("a")] < 0
+
+
+def test_height_priors_are_silent_without_two_heights() -> None:
+    assert not heights.line_priors(_line("tttttttt"), 0.0).any()      # capitals only
+    assert not heights.line_priors(_line("ssssssss"), 0.0).any()      # one size (rendered EMNIST letters)
+    assert not heights.line_priors(_line("tst"), 0.0).any()           # too few letters to tell
 
 
 def test_scorer_folds_case_and_sums_to_one(tiny_text_model) -> None:

@@ -21,14 +21,17 @@ Two architectures:
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from seqdl import checkpoint, nn, no_grad
 from seqdl.errors import SeqdlError
+from seqdl.threads import blas_threads
 from seqdl.tensor import Tensor, softmax_array
 
 KIND = "letters"
@@ -147,11 +150,12 @@ def _folded(layer: nn.Module, norm: nn.Module) -> nn.Module:
 
 
 def inference_net(net: nn.Module) -> nn.Module:
-    """An eval-only copy of ``net`` with every BatchNorm folded into the layer before it and dropout gone: the
-    same outputs as ``net.eval()`` for a fifth less work. Networks without BatchNorm come back as they are."""
+    """An eval-only copy of ``net`` with every BatchNorm folded into the layer before it, dropout gone and each
+    ReLU after its pooling: the same outputs as ``net.eval()`` for less work. Networks without BatchNorm come back as they are."""
     if not isinstance(net, VGGLetters):
         return net.eval()
-    blocks = [nn.Sequential(_folded(conv, norm), nn.ReLU(), pool) for conv, norm, _, pool in net.features]
+    # Max-pooling and ReLU commute (both keep order), so pooling first leaves the ReLU a quarter of the values.
+    blocks = [nn.Sequential(_folded(conv, norm), pool, nn.ReLU()) for conv, norm, _, pool in net.features]
     _, hidden, norm, _, _, out = net.classifier
     return nn.Sequential(*blocks, nn.Flatten(), _folded(hidden, norm), nn.ReLU(), out).eval()
 
@@ -165,12 +169,27 @@ def to_input(crops: np.ndarray) -> Tensor:
 
 
 def logits(model: nn.Module, crops: np.ndarray, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
-    """(N, 26) float32 logits of upright uint8 crops, in eval mode, a batch at a time."""
+    """(N, 26) float32 logits of upright uint8 crops, in eval mode, a batch at a time.
+
+    The batches run on as many threads as BLAS may use at this point (see :mod:`seqdl.threads`), each with one
+    BLAS thread: NumPy releases the GIL in the copies and products that dominate, so the cores share the
+    im2col, pooling and ReLU work too, not only the products.
+    """
     model.eval()
     out = np.zeros((len(crops), len(CLASSES)), np.float32)
-    with no_grad():
-        for start in range(0, len(crops), batch_size):
-            out[start: start + batch_size] = model(to_input(crops[start: start + batch_size])).data
+    workers = max(1, min(blas_threads(), -(-len(crops) // 16)))   # no thread gets fewer than 16 crops
+    size = max(1, min(batch_size, -(-len(crops) // workers)))
+
+    def run(start: int) -> None:
+        out[start: start + size] = model(to_input(crops[start: start + size])).data
+
+    with no_grad():   # the grad switch is process-wide: set once, here, for every worker
+        if workers == 1:
+            for start in range(0, len(crops), size):
+                run(start)
+        else:
+            with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+                list(pool.map(run, range(0, len(crops), size)))
     return out
 
 

@@ -25,7 +25,7 @@ from PIL import Image, ImageFont
 
 from seqdl.beam import Arc, Scorer, beam_search
 
-from . import cuts, emnist
+from . import cuts, emnist, heights
 from .images import MAX_PIXELS, binarise, darkest_channel, ink_darkness, load_rgb
 from .layout import Box, Layout, Word, analyse
 from .segment import annotation_canvas, annotation_path, letter_ink, pages_in_order
@@ -149,7 +149,8 @@ def read_array(path: Path, rgb: np.ndarray, classify: Classifier, lm: LanguageHe
     for li, words in enumerate(lines):
         if lm is not None and hasattr(lm.scorer, "reset"):
             lm.scorer.reset()   # lines are read independently: the scorer's cache of histories starts afresh
-        letters.extend(_read_line(li, words, probs, layout.letter_height, lm, beam_width))
+        letters.extend(_read_line(li, words, probs, layout.letter_height, layout.lines[li].angle_degrees, lm,
+                                  beam_width))
     for letter in letters:
         letter.box = tuple(int(v * factor) for v in letter.box)   # type: ignore[assignment]
     height, width = rgb.shape[:2]
@@ -217,9 +218,18 @@ def _add_crops(glyph: _Glyph, layout: Layout, inks: list[np.ndarray]) -> None:
         inks.append(cuts.piece_ink(glyph.ink, piece))
 
 
-def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, height: float, lm: LanguageHelp | None,
-               beam_width: int) -> list[ReadLetter]:
-    """Build the line's lattice, search it, and turn the best path into letters."""
+def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, height: float, angle: float,
+               lm: LanguageHelp | None, beam_width: int) -> list[ReadLetter]:
+    """Build the line's lattice, search it, and turn the best path into letters.
+
+    Each arc's letter posteriors are weighed by where its box sits on the line
+    (:func:`vision.heights.line_priors`).
+    """
+    boxes = {glyph.crops[0]: glyph.box for glyphs in words for glyph in glyphs if not glyph.cut}
+    boxes.update({glyph.crops[k]: _piece_box(glyph, piece) for glyphs in words for glyph in glyphs if glyph.cut
+                  for k, piece in enumerate(glyph.pieces)})
+    crops = sorted(boxes)
+    prior = dict(zip(crops, heights.line_priors(np.array([boxes[c] for c in crops]), angle)))
     arcs: list[Arc] = []
     meaning: list[tuple[int, _Glyph, int] | None] = []   # per arc: (word, glyph, piece or -1) or None (space)
     node = 0
@@ -232,12 +242,13 @@ def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, height: fl
             node += 1
         for glyph in glyphs:
             if not glyph.cut:
-                arcs.append(Arc(node, node + 1, _log_row(probs[glyph.crops[0]])))
+                arcs.append(Arc(node, node + 1, _log_row(probs[glyph.crops[0]], prior[glyph.crops[0]])))
                 meaning.append((wi, glyph, -1))
                 node += 1
                 continue
             for k, piece in enumerate(glyph.pieces):
-                row = _log_row(probs[glyph.crops[k]]) if glyph.ink[:, piece.x0:piece.x1].any() else None
+                row = (_log_row(probs[glyph.crops[k]], prior[glyph.crops[k]])
+                       if glyph.ink[:, piece.x0:piece.x1].any() else None)
                 if row is None:
                     continue
                 bonus = PIECE_BONUS + cuts.width_prior(piece.x1 - piece.x0, height)
@@ -265,9 +276,9 @@ def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, height: fl
     return letters
 
 
-def _log_row(p: np.ndarray) -> np.ndarray:
-    """A classifier row as log posteriors over SYMBOLS (never the space)."""
-    return np.append(np.log(np.maximum(p, FLOOR)), -np.inf)
+def _log_row(p: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """A classifier row and a log-prior as log scores over SYMBOLS (never the space)."""
+    return np.append(np.log(np.maximum(p, FLOOR)) + prior, -np.inf)
 
 
 def _piece_box(glyph: _Glyph, piece: cuts.Piece) -> Box:

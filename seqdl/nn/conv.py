@@ -48,6 +48,17 @@ def _check_input(x: Tensor, ndim: int, channels: int, what: str) -> None:
         raise ValueError(f"{what} expects {channels} input channels, got {x.shape[1]} (input shape {x.shape})")
 
 
+def _padded(x: np.ndarray, padding: Padding, value: float) -> np.ndarray:
+    """``x`` (N, C, H, W) with ``padding`` of ``value`` around H and W (``np.pad``'s result, with less overhead)."""
+    (top, bottom), (left, right) = padding
+    if not (top or bottom or left or right):
+        return x
+    n, c, h, w = x.shape
+    out = np.full((n, c, h + top + bottom, w + left + right), value, x.dtype)
+    out[:, :, top:top + h, left:left + w] = x
+    return out
+
+
 # ------------------------------------------------------------------ conv
 def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, padding: Padding, dilation: Pair) -> Tensor:
     n, c, h, w = x.shape
@@ -56,7 +67,7 @@ def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, paddin
         raise ValueError(f"stride and dilation must be positive, got stride={stride}, dilation={dilation}")
     oh = _out_size(h, kh, stride[0], padding[0], dilation[0])
     ow = _out_size(w, kw, stride[1], padding[1], dilation[1])
-    xp = np.pad(x.data, ((0, 0), (0, 0), padding[0], padding[1])) if any(map(any, padding)) else x.data
+    xp = _padded(x.data, padding, 0.0)
 
     # Columns laid out (N, kh, kw, C, oh*ow): one batched matmul with the weight as
     # (O, kh*kw*C) gives (N, O, oh*ow), already the contiguous NCHW output, and each
@@ -154,7 +165,7 @@ def _max_pool2d(x: Tensor, kernel: Pair, stride: Pair, padding: Pair, ceil_mode:
     oh, ow, _ = _pool_geometry(x.shape, kernel, stride, padding, ceil_mode)
     # Explicit padding is -inf; ceil_mode windows that overhang simply see fewer elements.
     pads = ((padding[0], padding[0]), (padding[1], padding[1]))
-    xp = np.pad(x.data, ((0, 0), (0, 0), *pads), constant_values=-np.inf) if any(padding) else x.data
+    xp = _padded(x.data, pads, -np.inf)
     hp, wp = xp.shape[2:]
     offsets = []
     for ky in range(kernel[0]):
@@ -184,7 +195,7 @@ def _max_pool2d(x: Tensor, kernel: Pair, stride: Pair, padding: Pair, ceil_mode:
 
 def _avg_pool2d(x: Tensor, kernel: Pair, stride: Pair, padding: Pair, ceil_mode: bool, count_include_pad: bool) -> Tensor:
     oh, ow, pads = _pool_geometry(x.shape, kernel, stride, padding, ceil_mode)
-    xp = np.pad(x.data, ((0, 0), (0, 0), *pads))
+    xp = _padded(x.data, pads, 0.0)
     # How many elements each window averages: PyTorch counts the symmetric padding
     # (if count_include_pad) but never the extra cells that ceil_mode windows overhang.
     counted = np.zeros(xp.shape[2:], dtype=x.dtype)

@@ -299,7 +299,8 @@ class _RNNBase(Module):
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
-    def _weights(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    def layer_weights(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """``(weight_ih, weight_hh, bias_ih, bias_hh)`` of one layer and direction (0 forward, 1 reverse)."""
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
         return (getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix),
                 getattr(self, "bias_ih" + suffix, None), getattr(self, "bias_hh" + suffix, None))
@@ -338,7 +339,7 @@ class _RNNBase(Module):
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
                 initial = [None if s is None else s[index] for s in states]
-                out, *final = self._layer(layer_input, initial, *self._weights(layer, direction), reverse=bool(direction))
+                out, *final = self._layer(layer_input, initial, *self.layer_weights(layer, direction), reverse=bool(direction))
                 outputs.append(out)
                 finals.append(final)
             layer_input = outputs[0] if len(outputs) == 1 else cat(outputs, axis=2)
