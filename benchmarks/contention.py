@@ -117,7 +117,6 @@ def textgen_step(impl: str) -> tuple[Callable[[], None], int]:
             torch.nn.functional.cross_entropy(logits.reshape(-1, 65), ty.reshape(-1)).backward()
             opt.step()
         return run, x.size
-    import seqdl
     from seqdl.nn import functional as F
     from seqdl.optim import AdamW
     ours = CharModel(config).train()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -41,14 +41,14 @@ from seqdl.training import batch_rng
 
 from .dna_data import Genome, Region
 from .dna_genes import START_CODONS, STOPS, GeneCall, codons, resolve_overlaps
-from .dna_model import CLASSES, DnaModel, one_hot, score
+from .dna_model import CLASSES, DnaModel, one_hot
 from .dna_train import Batches
-from .fasta import FastaReader, reverse_complement
+from .fasta import N, FastaReader, reverse_complement
 
 
 IGNORE = -101  # stored label; Batches adds 1, giving cross_entropy's ignore_index -100
 PIECE = 100_000  # bases per reservoir piece
-AUTO_SAMPLE = 200_000  # bases that needs_adapt scores
+GC_GAP = 0.05  # a genome whose GC content is further than this from the training genome's is adapted to
 
 
 @dataclass(frozen=True)
@@ -167,38 +167,25 @@ def piece_labels(piece: Piece, options: AdaptOptions) -> np.ndarray:
     return labels
 
 
-def orf_agreement(model: DnaModel, pieces: Iterable[Piece], options: AdaptOptions) -> float | None:
-    """Mean probability the model gives, over the bases of long ORFs, to the codon position the ORF implies: how
-    well the network knows this genome's genes (None: no long ORF)."""
-    total, n = 0.0, 0
-    for piece in pieces:
-        codes = piece[1]
-        sums = agreement_sums(score(model, codes, 0, 0, len(codes), len(codes)).coding, piece_labels(piece, options))
-        total, n = total + sums[0], n + sums[1]
-    return total / n if n else None
+def gc_fraction(pieces: Iterable[np.ndarray]) -> float | None:
+    """The share of G and C among the called bases (not N) of the pieces; None without any."""
+    gc = called = 0
+    for codes in pieces:
+        counts = np.bincount(codes, minlength=N + 1)
+        gc, called = gc + int(counts[1] + counts[2]), called + int(counts[:4].sum())
+    return gc / called if called else None
 
 
-def agreement_sums(coding: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
-    """Sum over the bases labelled with a codon position of the probability ``coding`` (2, 3, L) gives it, and
-    how many such bases there are."""
-    total, n = 0.0, 0
-    for strand in (0, 1):
-        where = np.flatnonzero(labels[strand] >= 0)
-        total += float(coding[strand, labels[strand, where], where].sum(dtype=np.float64))
-        n += len(where)
-    return total, n
-
-
-def needs_adapt(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptOptions = AdaptOptions()
-                ) -> bool:
-    """Whether ``--adapt`` is worth its time on ``source``: the network misses long-ORF codon positions on a sample
-    of ``AUTO_SAMPLE`` bp more than twice as often as on the genome its decoder was fitted on."""
-    fitted = model.genes.orf_agreement if model.genes is not None else None
+def needs_adapt(model: DnaModel, source: Path | dict[str, np.ndarray]) -> bool:
+    """Whether ``--adapt`` is worth its time on ``source``: its GC content is more than ``GC_GAP`` from that of
+    the genome the model's decoder was fitted on. Codon usage, and with it what the network learnt a gene looks
+    like, follows GC content; a genome of the training genome's GC needs no adapting (and costs one streamed
+    read to check)."""
+    fitted = model.genes.gc if model.genes is not None else None
     if fitted is None:
         return False
-    sample = reservoir(pieces_of(source), replace(options, max_bases=AUTO_SAMPLE))
-    ours = orf_agreement(model, sample, options)
-    return ours is not None and 1.0 - ours > 2.0 * (1.0 - fitted)
+    ours = gc_fraction(piece[1] for piece in pieces_of(source))
+    return ours is not None and abs(ours - fitted) > GC_GAP
 
 
 def adapted_for(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptOptions | None,
@@ -208,12 +195,12 @@ def adapted_for(model: DnaModel, source: Path | dict[str, np.ndarray], options: 
     if options is None:
         return model
     if options.auto:
-        if not needs_adapt(model, source, options):
+        if not needs_adapt(model, source):
             return model
         if not quiet:
             where = f"{source}: " if isinstance(source, Path) else ""
-            sys.stderr.write(f"seqdl: {where}the genome looks unlike the model's training genome: adapting to it "
-                             "first (--no-adapt skips this)\n")
+            sys.stderr.write(f"seqdl: {where}GC content more than {GC_GAP * 100:.0f} points from the model's training "
+                             "genome: adapting to it first (--no-adapt skips this)\n")
     return adapt(model, source, options, quiet, progress)
 
 

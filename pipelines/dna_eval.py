@@ -27,7 +27,7 @@ import numpy as np
 from seqdl.io import progress_bar
 
 from .annotation import read_annotation
-from .dna_adapt import AdaptOptions, adapt
+from .dna_adapt import AdaptOptions, adapted_for
 from .dna_data import Region, parse_region
 from .dna_genes import CallOptions, call_genes, call_mask
 from .dna_model import DnaModel, TileScores, load_dna_model, score
@@ -72,15 +72,16 @@ def _scores(model: DnaModel, codes: np.ndarray, lo: int, hi: int, advance: Calla
 def evaluate(model_path: Path, fasta: Path, annotation: Path, regions: list[str] | None = None,
              options: CallOptions = CallOptions(), adapt_options: AdaptOptions | None = None,
              quiet: bool = True) -> dict[str, Any]:
-    """The metrics above; with ``adapt_options`` the model is first fine-tuned on the FASTA (never the annotation)."""
+    """The metrics above; with ``adapt_options`` the model is first fine-tuned on the FASTA (never the annotation),
+    or with ``auto`` set only where :func:`dna_adapt.needs_adapt` says so."""
     started = time.monotonic()
     model, _ = load_dna_model(model_path)
     records = read_records(fasta)
     lengths = {name: len(seq) for name, seq in records.items()}
     notes = read_annotation(annotation)
     labels = notes.labels(lengths)
-    if adapt_options is not None:
-        model = adapt(model, Path(fasta), adapt_options, quiet)
+    given = model
+    model = adapted_for(model, Path(fasta), adapt_options, quiet)
     stretches = ([parse_region(text, lengths) for text in regions] if regions
                  else [Region(name, 0, length) for name, length in lengths.items()])
     counts = np.zeros((4, 3), np.int64)  # rows: genes, raw, 3' ends, both ends; columns: tp, predicted, true
@@ -112,7 +113,7 @@ def evaluate(model_path: Path, fasta: Path, annotation: Path, regions: list[str]
     ep, es, _ = precision_recall_f1(*counts[2])
     xp, xs, _ = precision_recall_f1(*counts[3])
     return {"file": str(fasta), "annotation": str(annotation), "model": str(model_path),
-            "regions": [str(r) for r in stretches], "adapted": adapt_options is not None,
+            "regions": [str(r) for r in stretches], "adapted": model is not given,
             "bases": int(sum(r.end - r.start for r in stretches)),
             "genes_precision": gp, "genes_recall": gr, "genes_f1": gf,
             "raw_precision": rp, "raw_recall": rr, "raw_f1": rf,

@@ -61,29 +61,29 @@ class GeneModel:
     """Fitted decoder parameters: feature ``weights`` and ``bias``; ``counts[name]`` per table in :data:`TABLES`,
     shape (2, ...): row 0 at true starts, row 1 at every candidate start of the same ORFs (start codon (3,), base at
     each RBS window position (window, 4), ``MOTIF``-mer anywhere in the window (4**MOTIF,)); ``prior`` the weight (in
-    genes) of these counts against a genome's own in self-training; ``orf_agreement`` how well the network agreed
-    with long ORFs on the genome it was fitted on (see :func:`dna_adapt.orf_agreement`)."""
+    genes) of these counts against a genome's own in self-training; ``gc`` the GC fraction of the genome it was
+    fitted on (see :func:`dna_adapt.needs_adapt`)."""
 
     weights: tuple[float, ...]
     bias: float
     counts: dict[str, np.ndarray] = field(compare=False)
     prior: float = 200.0
-    orf_agreement: float | None = None
+    gc: float | None = None
 
     def to_json(self) -> str:
         return json.dumps({"weights": self.weights, "bias": self.bias, "prior": self.prior,
-                           "orf_agreement": self.orf_agreement,
+                           "gc": self.gc,
                            "counts": {name: table.tolist() for name, table in self.counts.items()}})
 
     @classmethod
     def from_json(cls, text: str) -> "GeneModel":
         values = json.loads(text)
-        agreement = values.get("orf_agreement")
+        gc = values.get("gc")
         if len(values["weights"]) != len(FEATURES):
             raise ValueError(f"{len(values['weights'])} weights for {len(FEATURES)} features")
         return cls(tuple(float(w) for w in values["weights"]), float(values["bias"]),
                    {name: np.array(values["counts"][name], float) for name in TABLES}, float(values["prior"]),
-                   None if agreement is None else float(agreement))
+                   None if gc is None else float(gc))
 
     def tables(self) -> dict[str, np.ndarray]:
         """Log-odds of each table's entries (true starts vs all candidates)."""

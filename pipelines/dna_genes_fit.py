@@ -28,7 +28,7 @@ from seqdl.checkpoint import read_header
 from seqdl.io import atomic_path
 
 from .annotation import read_annotation
-from .dna_adapt import AdaptOptions, agreement_sums, piece_labels
+from .dna_adapt import gc_fraction
 from .dna_data import Region, parse_region, split_regions
 from .dna_genes import FEATURES, GENES_KEY, Candidates, GeneModel, both_strands, decode, start_counts
 from .dna_model import load_dna_model, score
@@ -151,7 +151,7 @@ def fit_and_store(model_path: Path, fasta: Path, annotation: Path, holdout: list
         probs = score(model, seq, 0, region.start // tile * tile, region.end, len(seq)).coding
         records.append(region_record(seq, probs[:, :, region.start % tile:], notes.gene_ends(region.record, len(seq)),
                                      region))
-    genes = replace(fit_gene_model(records), orf_agreement=orf_agreement_of(records, regions))
+    genes = replace(fit_gene_model(records), gc=gc_fraction([codes for codes, _, _ in records]))
     store_gene_model(model_path, genes)
     return genes
 
@@ -162,16 +162,6 @@ def region_record(seq: np.ndarray, probs: np.ndarray, gene_ends: np.ndarray, reg
     lo, hi = np.minimum(gene_ends[:, 1], gene_ends[:, 2]), np.maximum(gene_ends[:, 1], gene_ends[:, 2])
     inside = gene_ends[(lo >= region.start) & (hi < region.end)]
     return seq[region.start:region.end], probs, inside - np.array([0, region.start, region.start])
-
-
-def orf_agreement_of(records: list[Record], regions: list[Region]) -> float | None:
-    """:func:`dna_adapt.orf_agreement` over the fitting regions (whose probabilities are already known)."""
-    total, bases = 0.0, 0
-    for (codes, probs, _), region in zip(records, regions):
-        piece = (str(region), codes, region.start > 0, True)
-        sums = agreement_sums(probs, piece_labels(piece, AdaptOptions()))
-        total, bases = total + sums[0], bases + sums[1]
-    return total / bases if bases else None
 
 
 def store_gene_model(model_path: Path, genes: GeneModel) -> None:

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from seqdl.errors import SeqdlError
 from seqdl.io import atomic_open, atomic_path, check_output_path, parquet_metadata, progress_bar, provenance
 
-from .dna_adapt import AdaptOptions, adapt
+from .dna_adapt import AdaptOptions, adapted_for
 from .dna_genes import CallOptions, GeneCall, GeneModel, call_genes
 from .dna_model import THREADS, DnaModel, load_dna_model, score
 from .fasta import C, G, N, FastaReader
@@ -55,7 +55,8 @@ class ScanOptions:
     chunk_tiles: int = 250  # model tiles per FASTA chunk (x tile size = bases read at a time)
     margin: int = MARGIN
     calls: CallOptions = field(default_factory=CallOptions)
-    adapt: AdaptOptions | None = None  # fine-tune on each input first (reads that file whole: see dna_adapt)
+    adapt: AdaptOptions | None = None  # fine-tune on each input first (or, with auto, where it is unlike the
+    # training genome: see dna_adapt); streamed, bounded memory
     threads: int = THREADS  # the coding and language models run side by side; a batch worker gets its own share
 
     def __post_init__(self) -> None:
@@ -280,6 +281,7 @@ class FileReport:
     genes: int = 0
     windows: int = 0
     seconds: float = 0.0
+    adapted: bool = False  # the model was fine-tuned on this file first (--adapt, or chosen automatically)
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -316,8 +318,9 @@ def scan_files(paths: list[Path], model_path: Path, out: Path, options: ScanOpti
         # bytes of the files as stored (compressed, for gzip): the one total known before reading
         task = progress.add_task("scanning", total=sum(map(_stored_size, paths)), status="", unit="bytes")
         for path in paths:
-            tuned = adapt(model, path, options.adapt, progress=progress) if options.adapt else model
+            tuned = adapted_for(model, path, options.adapt, quiet, progress)
             report = _scan_file(path, tuned, options, outputs, lambda n: progress.advance(task, n))
+            report.adapted = tuned is not model
             reports.append(report)
         outputs.finish()
     summary = {"files": len(paths), "bases": sum(r.bases for r in reports), "genes": sum(r.genes for r in reports),

@@ -103,14 +103,23 @@ def test_adapted_for_follows_the_options(tmp_path):
     assert adapted_for(model, codes, AdaptOptions(steps=1, batch_size=2, seq_len=100), quiet=True) is not model
 
 
-def test_orf_agreement_is_the_probability_of_the_implied_codon_position():
-    from pipelines.dna_adapt import agreement_sums
+def test_adapting_is_chosen_by_gc_content_far_from_the_training_genomes():
+    from dataclasses import replace
 
-    labels = np.full((2, 6), IGNORE, np.int8)
-    labels[0, :3] = [0, 1, 2]
-    coding = np.zeros((2, 3, 6), np.float32)
-    coding[0, [0, 1, 2], [0, 1, 2]] = [0.9, 0.5, 0.1]
-    assert agreement_sums(coding, labels) == pytest.approx((1.5, 3))
+    from pipelines.dna_adapt import adapted_for, gc_fraction, needs_adapt
+    from pipelines.dna_genes import shipped_gene_model
+
+    assert gc_fraction([encode("GGCA"), encode("TTNN")]) == pytest.approx(0.5)   # N is not counted
+    assert gc_fraction([encode("NNN")]) is None
+    seqdl.manual_seed(0)
+    model = DnaModel(DnaConfig(channels=4, hidden=4, lm_hidden=4, tile=50, context=10),
+                     replace(shipped_gene_model(), gc=0.5))
+    like = {"x": encode("GCTA" * 300)}                         # GC 0.5, as the training genome's
+    unlike = {"x": encode(("ATG" + "AAT" * 200 + "TAA") * 2)}   # GC about 0.01
+    assert not needs_adapt(model, like) and needs_adapt(model, unlike)
+    auto = AdaptOptions(steps=1, batch_size=2, seq_len=100, auto=True)
+    assert adapted_for(model, like, auto) is model
+    assert adapted_for(model, unlike, auto, quiet=True) is not model
 
 
 def test_scan_adapt_on_a_genome_without_long_orfs_falls_back_and_exits_0(tmp_path, monkeypatch, capfd):

@@ -21,7 +21,6 @@ from safetensors.numpy import load_file
 
 import seqdl
 from seqdl import checkpoint, training
-from seqdl.errors import SeqdlError
 from seqdl.io import sha256_file
 from seqdl.nn import functional as F
 

@@ -33,8 +33,9 @@ def _plot_scan(parquet: Path, out: Path) -> Path:
 FIGURES[SCAN_TABLE] = _plot_scan  # ``seqdl plot X.scan.parquet`` draws genome tracks
 
 MODEL = typer.Option(None, "--model", metavar="PATH", help="DNA model. " + default_is("the shipped E. coli model"))
-ADAPT = flag("--adapt", "First fine-tune on each genome itself, with its long open reading frames as labels (a "
-             "sample of at most 4 Mbp, streamed).")
+ADAPT = typer.Option(None, "--adapt/--no-adapt", help="First fine-tune on each genome itself, with its long open "
+                     "reading frames as labels (a sample of at most 4 Mbp, streamed). " + default_is(
+                         "only where the genome's GC content is more than 5 points from the training genome's"))
 ADAPT_STEPS = typer.Option(400, "--adapt-steps", min=1, metavar="N", help="Optimizer steps of --adapt.")
 
 
@@ -103,7 +104,7 @@ def eval_dna(
     model: Optional[Path] = MODEL,
     region: Optional[list[str]] = typer.Option(None, "--region", metavar="RECORD[:START-END]", help="Only this "
                                                "region (repeatable), e.g. the held-out one. " + default_is("all")),
-    adapt: bool = ADAPT,
+    adapt: Optional[bool] = ADAPT,
     adapt_steps: int = ADAPT_STEPS,
     quiet: bool = quiet_option(),
     as_json: bool = json_option("JSON Lines: one object per genome."),
@@ -119,7 +120,7 @@ def eval_dna(
     if len(fasta) != len(annotation):
         raise SeqdlError(f"give one --annotation per --fasta ({len(fasta)} FASTA, {len(annotation)} annotations)")
     expand_inputs([*fasta, *annotation])
-    adapt_options = AdaptOptions(steps=adapt_steps) if adapt else None
+    adapt_options = None if adapt is False else AdaptOptions(steps=adapt_steps, auto=adapt is None)
     for fasta_path, notes in zip(fasta, annotation):
         record = evaluate(model or dna_model.default_model_path(), fasta_path, notes, region,
                           adapt_options=adapt_options, quiet=quiet)
@@ -157,7 +158,7 @@ def scan(
     workers: Optional[int] = WORKERS,
     scheduler: Optional[str] = SCHEDULER,
     threads: Optional[int] = THREADS,
-    adapt: bool = ADAPT,
+    adapt: Optional[bool] = ADAPT,
     adapt_steps: int = ADAPT_STEPS,
     quiet: bool = quiet_option(),
     as_json: bool = json_option("JSON Lines: one object per FASTA, then a summary."),
@@ -175,7 +176,8 @@ def scan(
     batch = is_batch_out(out, workers, scheduler)
     # the coding and language models run side by side on one BLAS thread each (pipelines.dna_model.score)
     side_by_side = threads or 1 if batch else thread_plan(threads).threads("large")
-    options = ScanOptions(window=window, stride=stride, adapt=AdaptOptions(steps=adapt_steps) if adapt else None,
+    adapt_options = None if adapt is False else AdaptOptions(steps=adapt_steps, auto=adapt is None)
+    options = ScanOptions(window=window, stride=stride, adapt=adapt_options,
                           threads=side_by_side)
     if batch:
         if bedgraph:
