@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 Work = Literal["small", "large"]
 
@@ -93,6 +94,27 @@ def blas_threads() -> int:
     """The BLAS thread count in force now (as a :meth:`ThreadPlan.use` block or ``--threads`` set it)."""
     counts = [p.get("num_threads") or 1 for p in _threadpools().info() if p.get("user_api") == "blas"]
     return max(counts, default=1)
+
+
+def in_batches(run: Callable[[int, int], None], n: int, batch_size: int, min_batch: int = 16) -> None:
+    """Call ``run(start, stop)`` on consecutive batches that cover ``range(n)``, on as many threads as BLAS may use
+    now, each thread with one BLAS thread.
+
+    For inference over many independent items: NumPy releases the GIL in the copies and products that dominate,
+    so the cores share all the work (im2col, pooling, activations), not only the products. No batch is cut below
+    ``min_batch`` items to give a thread work. ``run`` must only write its own rows; grad mode is process-wide,
+    so the caller sets it around the call.
+    """
+    workers = max(1, min(blas_threads(), -(-n // min_batch)))
+    size = max(1, min(batch_size, -(-n // workers)))
+    spans = [(start, min(start + size, n)) for start in range(0, n, size)]
+    if workers == 1:
+        for start, stop in spans:
+            run(start, stop)
+        return
+    with _threadpools().limit(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(lambda span: run(*span), spans):   # re-raises a worker's exception
+            pass
 
 
 @dataclass

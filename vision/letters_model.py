@@ -21,17 +21,15 @@ Two architectures:
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from seqdl import checkpoint, nn, no_grad
 from seqdl.errors import SeqdlError
-from seqdl.threads import blas_threads
+from seqdl.threads import in_batches
 from seqdl.tensor import Tensor, softmax_array
 
 KIND = "letters"
@@ -169,27 +167,16 @@ def to_input(crops: np.ndarray) -> Tensor:
 
 
 def logits(model: nn.Module, crops: np.ndarray, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
-    """(N, 26) float32 logits of upright uint8 crops, in eval mode, a batch at a time.
-
-    The batches run on as many threads as BLAS may use at this point (see :mod:`seqdl.threads`), each with one
-    BLAS thread: NumPy releases the GIL in the copies and products that dominate, so the cores share the
-    im2col, pooling and ReLU work too, not only the products.
-    """
+    """(N, 26) float32 logits of upright uint8 crops, in eval mode, a batch at a time on every core the thread
+    plan allows (:func:`seqdl.threads.in_batches`)."""
     model.eval()
     out = np.zeros((len(crops), len(CLASSES)), np.float32)
-    workers = max(1, min(blas_threads(), -(-len(crops) // 16)))   # no thread gets fewer than 16 crops
-    size = max(1, min(batch_size, -(-len(crops) // workers)))
 
-    def run(start: int) -> None:
-        out[start: start + size] = model(to_input(crops[start: start + size])).data
+    def run(start: int, stop: int) -> None:
+        out[start:stop] = model(to_input(crops[start:stop])).data
 
-    with no_grad():   # the grad switch is process-wide: set once, here, for every worker
-        if workers == 1:
-            for start in range(0, len(crops), size):
-                run(start)
-        else:
-            with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-                list(pool.map(run, range(0, len(crops), size)))
+    with no_grad():
+        in_batches(run, len(crops), batch_size)
     return out
 
 
