@@ -313,14 +313,17 @@ def scan_files(paths: list[Path], model_path: Path, out: Path, options: ScanOpti
     reports = []
     started = time.monotonic()
     with ExitStack() as stack:
-        outputs = Outputs(stack, out, metadata, bed, gff, bedgraph, options.stride)
         progress = stack.enter_context(progress_bar(quiet))
+        # Each input's model first (adapted or not), so the file's metadata can say which inputs were adapted to.
+        tuned = {path: adapted_for(model, path, options.adapt, quiet, progress) for path in paths}
+        adapted = [str(path) for path in paths if tuned[path] is not model]
+        metadata["seqdl.adapted_inputs"] = json.dumps(adapted)
+        outputs = Outputs(stack, out, metadata, bed, gff, bedgraph, options.stride)
         # bytes of the files as stored (compressed, for gzip): the one total known before reading
         task = progress.add_task("scanning", total=sum(map(_stored_size, paths)), status="", unit="bytes")
         for path in paths:
-            tuned = adapted_for(model, path, options.adapt, quiet, progress)
-            report = _scan_file(path, tuned, options, outputs, lambda n: progress.advance(task, n))
-            report.adapted = tuned is not model
+            report = _scan_file(path, tuned[path], options, outputs, lambda n: progress.advance(task, n))
+            report.adapted = str(path) in adapted
             reports.append(report)
         outputs.finish()
     summary = {"files": len(paths), "bases": sum(r.bases for r in reports), "genes": sum(r.genes for r in reports),
@@ -388,4 +391,5 @@ def _write_bins(outputs: Outputs, record: str, start: int, scores: Any, size: in
 def read_scan_metadata(path: Path) -> dict[str, Any]:
     """The provenance a scan Parquet file carries (JSON values decoded)."""
     meta = parquet_metadata(pq.read_schema(path).metadata)
-    return {k: json.loads(v) if k in ("seqdl.params", "seqdl.inputs") else v for k, v in meta.items()}
+    return {k: json.loads(v) if k in ("seqdl.params", "seqdl.inputs", "seqdl.adapted_inputs") else v
+            for k, v in meta.items()}

@@ -58,8 +58,10 @@ def test_scan_with_adapt_records_it_in_the_metadata(tmp_path):
     fasta.write_text(">x\n" + ("TAAT" * 40 + "ATG" + BODY + "TAA") * 2 + "\n")
     out = tmp_path / "s.parquet"
     options = ScanOptions(window=200, stride=200, adapt=AdaptOptions(steps=2, batch_size=2, seq_len=100))
-    scan_files([fasta], model_path, out, options, quiet=True)
-    assert read_scan_metadata(out)["seqdl.params"]["adapt"]["steps"] == 2
+    reports, _ = scan_files([fasta], model_path, out, options, quiet=True)
+    meta = read_scan_metadata(out)
+    assert meta["seqdl.params"]["adapt"]["steps"] == 2
+    assert reports[0]["adapted"] and meta["seqdl.adapted_inputs"] == [str(fasta)]
 
 
 def test_adapt_steps_must_be_positive():
@@ -136,4 +138,4 @@ def test_scan_adapt_on_a_genome_without_long_orfs_falls_back_and_exits_0(tmp_pat
     err = capfd.readouterr().err
     assert stop.value.code == 0, err
     assert "--adapt found no open reading frame of 600 bp or more to self-train on" in err
-    assert (tmp_path / "s.parquet").exists()
+    assert read_scan_metadata(tmp_path / "s.parquet")["seqdl.adapted_inputs"] == []
