@@ -1,6 +1,9 @@
 """``--adapt``: long-ORF pseudo-labels and the fine-tuning that uses them."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -12,6 +15,7 @@ from pipelines.scan import ScanOptions, read_scan_metadata, scan_files
 from seqdl import checkpoint
 from seqdl.errors import SeqdlError
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 # a 600 bp gene body free of stops in its frame
 BODY = "GCT" * 100 + "AAA" * 100
 
@@ -139,3 +143,18 @@ def test_scan_adapt_on_a_genome_without_long_orfs_falls_back_and_exits_0(tmp_pat
     assert stop.value.code == 0, err
     assert "--adapt found no open reading frame of 600 bp or more to self-train on" in err
     assert read_scan_metadata(tmp_path / "s.parquet")["seqdl.adapted_inputs"] == []
+
+
+def test_scan_adapts_by_default_only_to_a_genome_of_other_gc(tmp_path, run):
+    far = tmp_path / "far.fa"   # GC about 1 %, with long ORFs to learn from
+    far.write_text(">far\n" + ("TAAT" * 30 + "ATG" + "AAT" * 250 + "TAA") * 4 + "\n")
+    code, out, err = run("scan", far, "--adapt-steps", "1", "--json", "--out", tmp_path / "far.parquet")
+    assert code == 0, err
+    assert "GC content more than 5 points from the model's training genome: adapting" in err
+    assert json.loads(out.splitlines()[0])["adapted"] is True
+    code, out, err = run("scan", far, "--no-adapt", "--json", "--quiet", "--out", tmp_path / "off.parquet")
+    assert code == 0 and json.loads(out.splitlines()[0])["adapted"] is False
+    assert read_scan_metadata(tmp_path / "off.parquet")["seqdl.adapted_inputs"] == []
+    example = EXAMPLES / "ecoli-k12-mg1655-8kb.fa"   # E. coli itself: nothing to adapt to
+    code, out, err = run("scan", example, "--json", "--quiet", "--out", tmp_path / "ecoli.parquet")
+    assert code == 0 and json.loads(out.splitlines()[0])["adapted"] is False
