@@ -149,7 +149,8 @@ def _folded(layer: nn.Module, norm: nn.Module) -> nn.Module:
 
 def inference_net(net: nn.Module) -> nn.Module:
     """An eval-only copy of ``net`` with every BatchNorm folded into the layer before it, dropout gone and each
-    ReLU after its pooling: the same outputs as ``net.eval()`` for less work. Networks without BatchNorm come back as they are."""
+    ReLU after its pooling: the same outputs as ``net.eval()`` for less work. Networks without BatchNorm come
+    back as they are."""
     if not isinstance(net, VGGLetters):
         return net.eval()
     # Max-pooling and ReLU commute (both keep order), so pooling first leaves the ReLU a quarter of the values.
