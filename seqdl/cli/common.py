@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from ..errors import SeqdlError
+from ..training import DEFAULT_MINUTES
 
 if TYPE_CHECKING:
     from ..batch import BatchResult, Job
@@ -119,8 +120,6 @@ def seed_option(default: str) -> Any:
     return typer.Option(None, "--seed", metavar="N", help="Seed that makes the run repeatable. " + default_is(default))
 
 
-STEPS_HELP = ("Training budget in optimizer steps. With --resume: N more steps after a finished run; after an "
-              "interrupted one, its budget counted from its start. " + default_is("none: --minutes"))
 FROM_LIST = typer.Option(None, "--from-list", metavar="FILE",
                          help="A file naming one input per line (with or instead of INPUTS). " + default_is("none"))
 WORKERS = typer.Option(None, "--workers", min=1, metavar="N", help="Batch mode on a local Dask cluster of N worker "
@@ -204,3 +203,15 @@ def make_directories(path: Path) -> list[Path]:
     except OSError as exc:
         raise SeqdlError(f"cannot create the --annotate directory: {exc.strerror}", str(path)) from None
     return missing
+
+
+# The options every ``seqdl train ...`` shares (the shared loop's budget, resume and output).
+MODEL_OUT = typer.Option(..., "--out", "--model", metavar="PATH", help="Model file to write (or continue with "
+                         "--resume).")
+MINUTES = typer.Option(None, "--minutes", metavar="X", help="Training budget in minutes. "
+                       + default_is(f"{DEFAULT_MINUTES:g} unless --steps"))
+STEPS = typer.Option(None, "--steps", min=1, metavar="N", help="Training budget in optimizer steps. With --resume: "
+                     "N more steps after a finished run; after an interrupted one, its budget counted from its start. "
+                     + default_is("none: --minutes"))
+RESUME = flag("--resume", "Continue from the model's training checkpoint.")
+FORCE = flag("--force", "Train a new model over an existing file.")

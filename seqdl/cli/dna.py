@@ -16,11 +16,10 @@ from ..errors import SeqdlError
 
 if TYPE_CHECKING:
     from ..batch import BatchResult
-from ..training import DEFAULT_MINUTES
 from .common import (
-    CHECKPOINT_MINUTES,
-    FROM_LIST, SCHEDULER, STEPS_HELP, THREADS, WORKERS, app, batch_inputs, default_is, emit_json, eval_app,
-    flag, json_option, quiet_option, run_batch, seed_option, thread_plan, train_app,
+    CHECKPOINT_MINUTES, FORCE, MINUTES, MODEL_OUT, RESUME, STEPS,
+    FROM_LIST, SCHEDULER, THREADS, WORKERS, app, batch_inputs, default_is, emit_json, eval_app,
+    json_option, quiet_option, run_batch, seed_option, thread_plan, train_app,
 )
 from .tools import FIGURES
 
@@ -44,15 +43,13 @@ def train_dna(
     fasta: Path = typer.Option(..., "--fasta", metavar="FASTA", help="Genome FASTA (plain or gzip)."),
     annotation: Path = typer.Option(..., "--annotation", metavar="GFF|GENBANK", help="GFF3 or GenBank with the genes "
                                     "(CDS)."),
-    out: Path = typer.Option(..., "--out", "--model", metavar="PATH", help="Model file to write (or continue with "
-                             "--resume)."),
+    out: Path = MODEL_OUT,
     holdout: Optional[list[str]] = typer.Option(None, "--holdout", metavar="RECORD[:START-END]", help="A record or "
                                                 "region never trained on (repeatable). " + default_is("none")),
-    minutes: Optional[float] = typer.Option(None, "--minutes", metavar="X", help="Training budget in minutes. "
-                                            + default_is(f"{DEFAULT_MINUTES:g} unless --steps")),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, metavar="N", help=STEPS_HELP),
-    resume: bool = flag("--resume", "Continue from the model's training checkpoint."),
-    force: bool = flag("--force", "Train a new model over an existing file."),
+    minutes: Optional[float] = MINUTES,
+    steps: Optional[int] = STEPS,
+    resume: bool = RESUME,
+    force: bool = FORCE,
     channels: Optional[int] = typer.Option(None, "--channels", min=1, metavar="N", help="Conv1d channels of the "
                                            "coding model. " + default_is(DnaConfig.channels)),
     hidden: Optional[int] = typer.Option(None, "--hidden", min=1, metavar="N", help="Bidirectional GRU units per "

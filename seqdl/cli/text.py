@@ -11,10 +11,9 @@ from pipelines.text_model import ModelConfig, SamplingOptions
 from pipelines.text_train import TrainOptions
 
 from ..errors import SeqdlError
-from ..training import DEFAULT_MINUTES
 from .common import (
-    CHECKPOINT_MINUTES,
-    FROM_LIST, SCHEDULER, STEPS_HELP, THREADS, WORKERS, default_is, emit_json, eval_app, flag, json_option,
+    CHECKPOINT_MINUTES, MINUTES, STEPS,
+    FROM_LIST, SCHEDULER, THREADS, WORKERS, default_is, emit_json, eval_app, flag, json_option,
     quiet_option, run_batch, batch_inputs, app, seed_option, thread_plan,
 )
 
@@ -38,9 +37,8 @@ def textgen(
     resume: bool = flag("--resume", "Continue training the --model from its checkpoint."),
     no_train: bool = flag("--no-train", "Only sample from --model."),
     force: bool = flag("--force", "Train a new model over an existing --model file."),
-    minutes: Optional[float] = typer.Option(None, "--minutes", metavar="X", help="Training budget in minutes. "
-                                            + default_is(f"{DEFAULT_MINUTES:g} unless --steps")),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, metavar="N", help=STEPS_HELP),
+    minutes: Optional[float] = MINUTES,
+    steps: Optional[int] = STEPS,
     cell: Optional[Literal["gru", "lstm"]] = typer.Option(None, "--cell", metavar="gru|lstm", help="Recurrent cell. "
                                                           + default_is(ModelConfig.cell)),
     hidden: Optional[int] = typer.Option(None, "--hidden", min=1, metavar="N", help="Hidden units per layer. "

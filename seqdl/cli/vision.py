@@ -11,10 +11,9 @@ from vision.letters_model import LettersConfig
 from vision.letters_options import DataOptions, LetterOptions
 
 from ..errors import SeqdlError
-from ..training import DEFAULT_MINUTES
 from .common import (
-    CHECKPOINT_MINUTES,
-    STEPS_HELP, THREADS, app, default_is, emit_json, eval_app, flag, json_option, make_directories, quiet_option,
+    CHECKPOINT_MINUTES, FORCE, MINUTES, MODEL_OUT, RESUME, STEPS,
+    THREADS, app, default_is, emit_json, eval_app, json_option, make_directories, quiet_option,
     seed_option, thread_plan, train_app,
 )
 
@@ -68,15 +67,13 @@ DATA_HELP = ("EMNIST-style pair PREFIX-images-idx3-ubyte.gz + PREFIX-labels-idx1
 def train_letters(
     data: str = typer.Option(..., "--data", metavar="PREFIX", help="Training pool: " + DATA_HELP + " A validation "
                              "split is held out of it."),
-    out: Path = typer.Option(..., "--out", "--model", metavar="PATH", help="Model file to write (or continue with "
-                             "--resume)."),
+    out: Path = MODEL_OUT,
     arch: Optional[Literal["vgg", "hello-dl"]] = typer.Option(None, "--arch", metavar="vgg|hello-dl", help="vgg: three BatchNorm conv "
                                        "blocks; hello-dl: Hello Deep Learning's CNN. " + default_is("vgg")),
-    minutes: Optional[float] = typer.Option(None, "--minutes", metavar="X", help="Training budget in minutes. "
-                                            + default_is(f"{DEFAULT_MINUTES:g} unless --steps")),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, metavar="N", help=STEPS_HELP),
-    resume: bool = flag("--resume", "Continue from the model's training checkpoint."),
-    force: bool = flag("--force", "Train a new model over an existing file."),
+    minutes: Optional[float] = MINUTES,
+    steps: Optional[int] = STEPS,
+    resume: bool = RESUME,
+    force: bool = FORCE,
     test: Optional[str] = typer.Option(None, "--test", metavar="PREFIX", help="Held-out test pair, laid out like "
                                        "--data, scored once at the end into the model card (never used to choose "
                                        "anything). " + default_is("none")),
