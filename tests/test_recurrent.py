@@ -8,7 +8,7 @@ import pytest
 
 import seqdl
 from seqdl import Tensor
-from seqdl.nn.recurrent import GRU, LSTM, gru_layer, lstm_layer
+from seqdl.nn.recurrent import GRU, LSTM, gru_blocks, gru_layer, lstm_layer
 from seqdl.testing import compare_with_torch, gradcheck
 
 rng = np.random.default_rng(5)
@@ -140,3 +140,20 @@ def test_bad_shapes_are_reported():
         gru(Tensor(randn(T, 2, I)), Tensor(randn(1, 2, H)))
     with pytest.raises(ValueError, match="2 or 3 dimensions"):
         LSTM(I, H)(Tensor(randn(T, 2, 2, I)))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gru_blocks_equal_one_pass(reverse):
+    """A long sequence run a block of steps at a time (each block starting from the state the last one left)
+    gives the one-pass outputs, block by block, in the order the steps run."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((23, 4, 3)).astype(np.float32)
+    gru = GRU(3, 6)
+    weights = gru.layer_weights(0, 0)
+    with seqdl.no_grad():
+        expected = gru_layer(Tensor(x), None, *weights, reverse)[0].data
+    firsts = []
+    for first, out in gru_blocks(x, *weights, reverse=reverse, block=5):
+        firsts.append(first)
+        np.testing.assert_allclose(out, expected[first:first + 5], rtol=1e-5, atol=1e-6)
+    assert firsts == ([20, 15, 10, 5, 0] if reverse else [0, 5, 10, 15, 20])

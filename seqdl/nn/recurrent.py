@@ -16,24 +16,21 @@ LSTM, gates i, f, g, o::
     c' = f * c + i * g
     h' = o * tanh(c')
 
-Each layer and direction is ONE autograd node: each step is one GEMM with the
-recurrent weights for all gates together plus in-place gate maths on preallocated
-buffers, and the hand-written backward walks the steps in reverse with the
-step-independent factors computed for the whole sequence up front. Weight
-gradients are one GEMM each over all steps. ``sigmoid(x) = (1 + tanh(x / 2)) / 2``
-lets one ``tanh`` call activate every gate at once.
+Each layer and direction is ONE autograd node. The inputs' projection ``x_t W_ih^T``
+is one GEMM per block of steps; each step is one GEMM with the recurrent weights for
+all gates together plus one pass of compiled gate maths (:mod:`seqdl.nn.gates`) on
+preallocated buffers; the hand-written backward walks the steps in reverse the same
+way, one compiled pass and one GEMM a step. Weight gradients are one GEMM each over
+all steps.
 
-The two cells differ in memory. The GRU (which the DNA models run on whole genome
-chunks) projects its inputs one GEMM per :data:`PROJECTION_STEPS` steps and keeps
-every step's gates only when a backward will need them, so inference on a long
-sequence holds one block of projections and one step of gates. The LSTM projects
-all steps' inputs in one GEMM and always keeps every step's gates.
+Every step's gates are kept only when a backward will need them, so inference on a
+long sequence (the DNA models run on whole genome chunks) holds one block of
+projections and one step of gates.
 """
 from __future__ import annotations
 
-import functools
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -42,32 +39,21 @@ from ..tensor import DEFAULT_DTYPE, Tensor, cat, dropout, is_grad_enabled, stack
 from .module import Module, Parameter
 
 
-PROJECTION_STEPS = 256  # the GRU's input projection is one GEMM per this many steps: bounded memory on long inputs
+PROJECTION_BYTES = 2 << 20  # one block of input projections: small enough to stay in cache between its steps
 
 
-@functools.lru_cache(maxsize=64)
-def _gate_affine(n_gates: int, tanh_gate: int | None, hidden: int, dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-column (pre-scale, post-scale, post-shift) so that ``post * tanh(pre * x) + shift`` is
-    sigmoid on every gate and tanh on gate ``tanh_gate``. Cached: sampling calls this every step."""
-    pre = np.full((n_gates, hidden), 0.5, dtype)
-    post = np.full((n_gates, hidden), 0.5, dtype)
-    shift = np.full((n_gates, hidden), 0.5, dtype)
-    if tanh_gate is not None:
-        pre[tanh_gate] = post[tanh_gate] = 1
-        shift[tanh_gate] = 0
-    arrays = pre.reshape(-1), post.reshape(-1), shift.reshape(-1)
-    for array in arrays:
-        array.flags.writeable = False
-    return arrays
-
-
-def _input_projection(xs: np.ndarray, w_ih: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """``x_t @ W_ih^T + bias`` for every time step in one GEMM: (T, B, I) -> (T, B, G*H)."""
-    t, b, i = xs.shape
-    out = xs.reshape(t * b, i) @ w_ih.T
-    if bias is not None:
-        out += bias
-    return out.reshape(t, b, -1)
+def _projection_blocks(xs: np.ndarray, w_ih: np.ndarray, width: int):
+    """``(t, x_t W_ih^T)`` for every step t of (T, B, I) ``xs``, computed one GEMM per block of steps into one
+    reused buffer (no bias: the gate kernels add it)."""
+    steps, batch, inputs = xs.shape
+    block = max(1, min(steps, PROJECTION_BYTES // (batch * width * xs.itemsize)))
+    buffer = np.empty((block, batch, width), xs.dtype)
+    for first in range(0, steps, block):
+        count = min(block, steps - first)
+        np.matmul(xs[first:first + count].reshape(count * batch, inputs), w_ih.T,
+                  out=buffer[:count].reshape(count * batch, width))
+        for k in range(count):
+            yield first + k, buffer[k]
 
 
 def _recurrent_grads(d_pre: np.ndarray, hs_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,21 +83,22 @@ def gru_layer(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Te
     outputs (T, B, H) in input time order, and the final state (a view of the
     outputs at the last step processed). ``reverse`` runs from t = T-1 down to 0.
     """
+    from . import gates as kernels  # numba: imported by the first recurrent layer run, not by every command
+
     xs = x.data[::-1] if reverse else x.data
     steps, batch, _ = xs.shape
     hidden = w_hh.shape[1]
     dtype = xs.dtype
     h2 = 2 * hidden
     w_hh_t = w_hh.data.T
-    b_hn = b_hh.data[h2:] if b_hh is not None else None
     # b_hh of r and z simply adds to the input side; b_hn must stay inside r * (...).
-    bias = None if b_ih is None else b_ih.data.copy()
+    bias, b_hn = np.zeros(3 * hidden, dtype), np.zeros(hidden, dtype)
+    if b_ih is not None:
+        bias += b_ih.data
     if b_hh is not None:
-        bias = (np.zeros(3 * hidden, dtype) if bias is None else bias)
         bias[:h2] += b_hh.data[:h2]
-    pre, post, shift = _gate_affine(2, None, hidden, dtype.str)
+        b_hn += b_hh.data[h2:]
     parents, grads_for = _gru_parents(x, h0, w_ih, w_hh, b_ih, b_hh)
-    # Every step's gates are kept only for a backward; inference reuses one step's buffers.
     keep = is_grad_enabled() and any(p.requires_grad for p in parents)
     slots = steps if keep else 1
 
@@ -121,52 +108,23 @@ def gru_layer(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Te
     n = np.empty((slots, batch, hidden), dtype)
     hn = np.empty((slots, batch, hidden), dtype)  # W_hn h + b_hn, needed for dr
     hp = np.empty((batch, 3 * hidden), dtype)
-    for t in range(steps):
-        if t % PROJECTION_STEPS == 0:  # the next block of steps' input projection, one GEMM
-            xp = _input_projection(xs[t:t + PROJECTION_STEPS], w_ih.data, bias)
-        slot, xp_t = (t if keep else 0), xp[t % PROJECTION_STEPS]
+    for t, xp in _projection_blocks(xs, w_ih.data, 3 * hidden):
+        slot = t if keep else 0
         np.matmul(hs[t], w_hh_t, out=hp)
-        gates = rz[slot]
-        np.add(xp_t[:, :h2], hp[:, :h2], out=gates)
-        gates *= pre
-        np.tanh(gates, out=gates)
-        gates *= post
-        gates += shift
-        if b_hn is not None:
-            np.add(hp[:, h2:], b_hn, out=hn[slot])
-        else:
-            hn[slot] = hp[:, h2:]
-        n_t = n[slot]
-        np.multiply(gates[:, :hidden], hn[slot], out=n_t)
-        n_t += xp_t[:, h2:]
-        np.tanh(n_t, out=n_t)
-        h = hs[t + 1]
-        np.subtract(hs[t], n_t, out=h)
-        h *= gates[:, hidden:]
-        h += n_t
+        kernels.gru_forward(xp, hp, bias, b_hn, hs[t], rz[slot], hn[slot], n[slot], hs[t + 1])
     outputs = hs[1:][::-1] if reverse else hs[1:]
 
     def backward(g: np.ndarray) -> list[np.ndarray | None]:
+        g = np.ascontiguousarray(g, dtype)
         g = g[::-1] if reverse else g
-        r, z = rz[..., :hidden], rz[..., hidden:]
-        d_n = (1 - z) * (1 - n * n)  # dh'/d(pre_n)
-        d_z = (hs[:-1] - n) * z * (1 - z)  # dh'/d(pre_z)
-        d_r = hn * r * (1 - r)  # d(pre_n)/d(pre_r)
         d_hidden = np.empty((steps, batch, 3 * hidden), dtype)  # w.r.t. the recurrent projection
         d_pre_n = np.empty((steps, batch, hidden), dtype)  # w.r.t. the input projection's n part
         dh = np.zeros((batch, hidden), dtype)
-        carry = np.empty((batch, hidden), dtype)
+        carry = np.zeros((batch, hidden), dtype)
         for t in range(steps - 1, -1, -1):
-            dh += g[t]
-            dn = d_pre_n[t]
-            np.multiply(dh, d_n[t], out=dn)
-            np.multiply(dh, d_z[t], out=d_hidden[t, :, hidden:h2])
-            np.multiply(dn, d_r[t], out=d_hidden[t, :, :hidden])
-            np.multiply(dn, r[t], out=d_hidden[t, :, h2:])
-            np.multiply(dh, z[t], out=carry)
+            kernels.gru_backward(dh, g[t], carry, rz[t], n[t], hn[t], hs[t], d_hidden[t], d_pre_n[t])
             np.matmul(d_hidden[t], w_hh.data, out=dh)
-            dh += carry
-        del d_n, d_z, d_r
+        dh += carry
         gw_hh, gb_hh = _recurrent_grads(d_hidden, hs[:-1])
         d_hidden[..., h2:] = d_pre_n  # r and z parts are shared; now it is the input-side gradient
         gx, gw_ih, gb_ih = _input_grads(d_hidden, xs, w_ih.data)
@@ -174,6 +132,24 @@ def gru_layer(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Te
 
     out = Tensor.from_op(outputs, parents, backward, "gru")
     return out, out[0] if reverse else out[steps - 1]
+
+
+def gru_blocks(x: np.ndarray, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None,
+               reverse: bool = False, block: int = 256) -> Iterator[tuple[int, np.ndarray]]:
+    """Inference of one GRU layer and direction over a long (T, B, I) sequence, ``block`` steps at a time.
+
+    Yields ``(first, outputs)``: the outputs (n, B, H) of steps ``[first, first + n)``, in the order the steps
+    are run (from the end when ``reverse``), each block starting from the state the one before left. The
+    caller holds one block of outputs at a time instead of T steps of them.
+    """
+    # Constants, not parameters: no graph is recorded and each step's gates are dropped once used.
+    weights = [None if w is None else Tensor(w.data) for w in (w_ih, w_hh, b_ih, b_hh)]
+    starts = range(0, len(x), block)
+    state = None
+    for first in reversed(starts) if reverse else starts:
+        out, last = gru_layer(Tensor(x[first:first + block]), state, *weights, reverse)
+        state = Tensor(last.data.copy())
+        yield first, out.data
 
 
 def _gru_parents(x: Tensor, h0: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None):
@@ -195,75 +171,52 @@ def lstm_layer(x: Tensor, h0: Tensor | None, c0: Tensor | None, w_ih: Tensor, w_
     The node's data packs the outputs (T rows) and c_T (one more row), so both
     carry gradients through one graph node; the three results are views of it.
     """
+    from . import gates as kernels  # numba: imported by the first recurrent layer run, not by every command
+
     xs = x.data[::-1] if reverse else x.data
     steps, batch, _ = xs.shape
     hidden = w_hh.shape[1]
     dtype = xs.dtype
     w_hh_t = w_hh.data.T
-    bias = None
+    bias = np.zeros(4 * hidden, dtype)
     for b in (b_ih, b_hh):
         if b is not None:
-            bias = b.data.copy() if bias is None else bias + b.data
-    xp = _input_projection(xs, w_ih.data, bias)
-    pre, post, shift = _gate_affine(4, 2, hidden, dtype.str)
+            bias += b.data
+    candidates = {"x": x, "h0": h0, "c0": c0, "w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}
+    parents, _ = _assemble(candidates, {})
+    keep = is_grad_enabled() and any(p.requires_grad for p in parents)
+    slots = steps if keep else 1
 
     hs = np.empty((steps + 1, batch, hidden), dtype)
     hs[0] = 0 if h0 is None else h0.data
     cs = np.empty((steps + 1, batch, hidden), dtype)
     cs[0] = 0 if c0 is None else c0.data
-    gates = np.empty((steps, batch, 4 * hidden), dtype)  # activated i, f, g, o
-    tanh_c = np.empty((steps, batch, hidden), dtype)
-    ig = np.empty((batch, hidden), dtype)
-    for t in range(steps):
-        a = gates[t]
-        np.matmul(hs[t], w_hh_t, out=a)
-        a += xp[t]
-        a *= pre
-        np.tanh(a, out=a)
-        a *= post
-        a += shift
-        c = cs[t + 1]
-        np.multiply(a[:, hidden : 2 * hidden], cs[t], out=c)
-        np.multiply(a[:, :hidden], a[:, 2 * hidden : 3 * hidden], out=ig)
-        c += ig
-        np.tanh(c, out=tanh_c[t])
-        np.multiply(a[:, 3 * hidden :], tanh_c[t], out=hs[t + 1])
+    gates = np.empty((slots, batch, 4 * hidden), dtype)  # activated i, f, g, o
+    tanh_c = np.empty((slots, batch, hidden), dtype)
+    hp = np.empty((batch, 4 * hidden), dtype)
+    for t, xp in _projection_blocks(xs, w_ih.data, 4 * hidden):
+        slot = t if keep else 0
+        np.matmul(hs[t], w_hh_t, out=hp)
+        kernels.lstm_forward(xp, hp, bias, gates[slot], cs[t], cs[t + 1], tanh_c[slot], hs[t + 1])
     packed = np.empty((steps + 1, batch, hidden), dtype)
     packed[:steps] = hs[1:][::-1] if reverse else hs[1:]
     packed[steps] = cs[steps]
 
     def backward(g: np.ndarray) -> list[np.ndarray | None]:
+        g = np.ascontiguousarray(g, dtype)
         g_out = g[:steps][::-1] if reverse else g[:steps]
-        i, f = gates[..., :hidden], gates[..., hidden : 2 * hidden]
-        gg, o = gates[..., 2 * hidden : 3 * hidden], gates[..., 3 * hidden :]
-        d_o = tanh_c * o * (1 - o)  # dh'/d(pre_o)
-        d_c = o * (1 - tanh_c * tanh_c)  # dh'/dc'
-        d_i = gg * i * (1 - i)  # dc'/d(pre_i)
-        d_f = cs[:-1] * f * (1 - f)  # dc'/d(pre_f)
-        d_g = i * (1 - gg * gg)  # dc'/d(pre_g)
         d_pre = np.empty((steps, batch, 4 * hidden), dtype)
         dh = np.zeros((batch, hidden), dtype)
-        dc = np.array(g[steps], dtype=dtype)
-        carry = np.empty((batch, hidden), dtype)
+        dc = g[steps].copy()
         for t in range(steps - 1, -1, -1):
-            dh += g_out[t]
-            np.multiply(dh, d_o[t], out=d_pre[t, :, 3 * hidden :])
-            np.multiply(dh, d_c[t], out=carry)
-            dc += carry
-            np.multiply(dc, d_i[t], out=d_pre[t, :, :hidden])
-            np.multiply(dc, d_f[t], out=d_pre[t, :, hidden : 2 * hidden])
-            np.multiply(dc, d_g[t], out=d_pre[t, :, 2 * hidden : 3 * hidden])
-            dc *= f[t]
+            kernels.lstm_backward(dh, g_out[t], dc, gates[t], tanh_c[t], cs[t], d_pre[t])
             np.matmul(d_pre[t], w_hh.data, out=dh)
-        del d_o, d_c, d_i, d_f, d_g
         gw_hh, gb = _recurrent_grads(d_pre, hs[:-1])
         gx, gw_ih, _ = _input_grads(d_pre, xs, w_ih.data)
         values = {"x": gx[::-1] if reverse else gx, "h0": dh, "c0": dc, "w_ih": gw_ih, "w_hh": gw_hh,
                   "b_ih": gb, "b_hh": gb}
         return _assemble(candidates, values)[1]
 
-    candidates = {"x": x, "h0": h0, "c0": c0, "w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}
-    parents, _ = _assemble(candidates, {})
     node = Tensor.from_op(packed, parents, backward, "lstm")
     outputs = node[:steps]
     return outputs, node[0] if reverse else node[steps - 1], node[steps]
