@@ -27,8 +27,8 @@ import seqdl
 from seqdl import nn
 from seqdl.checkpoint import Checkpoint, load
 from seqdl.errors import CheckpointError, SeqdlError
-from seqdl.nn.conv import Conv1d
-from seqdl.nn.recurrent import GRU, gru_layer
+from seqdl.nn.conv import Conv1d, conv1d_time_major
+from seqdl.nn.recurrent import GRU, gru_blocks
 from seqdl.tensor import Tensor, log_softmax_array
 
 from .dna_genes import GeneModel, gene_model_of
@@ -37,8 +37,8 @@ from .fasta import N, reverse_complement
 KIND = "dna"
 CLASSES = ["noncoding", "codon0", "codon1", "codon2"]  # per strand
 THREADS = 2  # the coding and language models run side by side (see score)
-BATCH_TILES = 64  # tiles per recurrent pass: more rows per step amortise each step's fixed cost, at some memory
-CONV_TILES = 8  # tiles per convolution call (its im2col buffer is the scan's largest)
+BATCH_TILES = 128  # tiles per recurrent pass: more rows per step amortise each step's fixed cost, at some memory
+RECURRENT_BLOCK = 128  # steps per recurrent call: a task holds one block of GRU outputs, not a whole tile's
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / "dna-ecoli.safetensors"
 
 
@@ -154,15 +154,15 @@ def score(model: DnaModel, codes: np.ndarray, offset: int, core_start: int, core
         avail_hi = min(avail_hi, record_length)
     padded[avail_lo - lo:avail_hi - lo] = codes[avail_lo - offset:avail_hi - offset]
     windows = tile_windows(padded, n_tiles, tile, context)
-    coding = np.empty((n_tiles, 2, 3, tile), np.float32)
-    bits = np.empty((n_tiles, 2, tile), np.float32)
+    coding = np.empty((2, 3, n_tiles, tile), np.float32)  # tiles in record order along each strand's row
+    bits = np.empty((2, n_tiles, tile), np.float32)
     model.eval()
 
     def run_coding(first: int, batch: np.ndarray) -> None:
-        coding[first:first + len(batch)] = _coding_probs(model, batch, context)
+        coding[:, :, first:first + len(batch)] = _coding_probs(model, batch, context).transpose(1, 2, 0, 3)
 
-    def run_lm(first: int, batch: np.ndarray, strand: int) -> None:
-        bits[first:first + len(batch), strand] = _lm_bits(model, batch, context, strand)
+    def run_lm(first: int, batch: np.ndarray) -> None:
+        bits[:, first:first + len(batch)] = _lm_bits(model, batch, context).transpose(1, 0, 2)
 
     # One BLAS thread per task: BLAS threads on top of ours only oversubscribe the cores (a 6x slower scan when
     # the machine is busy).
@@ -170,44 +170,56 @@ def score(model: DnaModel, codes: np.ndarray, offset: int, core_start: int, core
         tasks = []
         for first in range(0, n_tiles, batch_tiles):
             batch = np.ascontiguousarray(windows[first:first + batch_tiles])
-            tasks += [pool.submit(run_coding, first, batch), pool.submit(run_lm, first, batch, 0),
-                      pool.submit(run_lm, first, batch, 1)]
+            tasks += [pool.submit(run_coding, first, batch), pool.submit(run_lm, first, batch)]
         for task in tasks:
             task.result()  # re-raises a worker's exception
     length = core_end - core_start
-    coding = coding.transpose(1, 2, 0, 3).reshape(2, 3, -1)[:, :, :length]
-    bits = bits.transpose(1, 0, 2).reshape(2, -1)[:, :length]
-    return TileScores(coding, bits)
+    return TileScores(coding.reshape(2, 3, -1)[:, :, :length], bits.reshape(2, -1)[:, :length])
 
 
 def _coding_probs(model: DnaModel, batch: np.ndarray, context: int) -> np.ndarray:
+    """(B, 2, 3, tile) codon-position probabilities of a batch of windows: ``CodingNet.forward`` on arrays,
+    time-major throughout, the GRU run a block of steps at a time."""
     net = model.coding
-    features = np.empty((batch.shape[1], batch.shape[0], net.conv2.out_channels), np.float32)  # (T, B, C)
-    for first in range(0, len(batch), CONV_TILES):  # the convolutions' im2col grows with the batch: bound it
-        y = Tensor(one_hot(batch[first:first + CONV_TILES]).transpose(1, 2, 0))  # (b, 4, T)
-        features[:, first:first + CONV_TILES] = net.conv2(net.conv1(y).relu()).relu().data.transpose(2, 0, 1)
-    # The head is linear, so it applies to each direction's half of the outputs on its own: one direction's
-    # outputs are held at a time (not both, and their concatenation).
-    hidden, weight = net.rnn.hidden_size, net.head.weight.data
-    logits = np.broadcast_to(net.head.bias.data, (batch.shape[1] - 2 * context, len(batch), weight.shape[0]))
-    for direction in (0, 1):
-        out = gru_layer(Tensor(features), None, *net.rnn.layer_weights(0, direction), reverse=bool(direction))[0]
-        logits = logits + out.data[context:-context] @ weight[:, direction * hidden:(direction + 1) * hidden].T
-        del out
+    features = one_hot(batch)  # (T, B, 4)
+    for conv in (net.conv1, net.conv2):
+        features = conv1d_time_major(features, conv.weight.data, conv.bias.data, conv.padding, conv.dilation)
+        np.maximum(features, 0, out=features)
+    # The head is linear, so it applies to each direction's half of the outputs on its own. Each direction
+    # skips the context its outputs in the tile cannot depend on (the forward one the right context, the
+    # reverse one the left).
+    steps, hidden, weight = len(features), net.rnn.hidden_size, net.head.weight.data
+    logits = np.empty((steps - 2 * context, len(batch), weight.shape[0]), np.float32)
+    logits[:] = net.head.bias.data
+    for direction, seen in ((0, features[:steps - context]), (1, features[context:])):
+        half = weight[:, direction * hidden:(direction + 1) * hidden].T
+        offset = 0 if direction == 0 else context  # of ``seen`` in the window
+        for first, out in gru_blocks(seen, *net.rnn.layer_weights(0, direction), reverse=bool(direction),
+                                     block=RECURRENT_BLOCK):
+            lo, hi = max(offset + first, context), min(offset + first + len(out), steps - context)
+            if lo < hi:
+                logits[lo - context:hi - context] += out[lo - offset - first:hi - offset - first] @ half
     logp = log_softmax_array(logits.reshape(*logits.shape[:2], 2, 4), axis=-1)
     return np.exp(logp[..., 1:]).transpose(1, 2, 3, 0)  # (B, 2, 3, tile)
 
 
-def _lm_bits(model: DnaModel, batch: np.ndarray, context: int, strand: int) -> np.ndarray:
-    """(B, tile) bits of each base on one strand (NaN for N), in + strand order."""
-    # + strand: left context, then the tile; - strand: right context first, then the tile, reverse-complemented
-    seqs = batch[:, :-context] if strand == 0 else _rc_rows(batch[:, context:])
-    hidden = model.lm.rnn(Tensor(shifted(one_hot(seqs))))[0][context:]
-    logp = log_softmax_array(model.lm.head(hidden).data, axis=-1)  # (tile, B, 4)
-    target = seqs[:, context:].T
-    picked = np.take_along_axis(logp, np.minimum(target, 3)[..., None], axis=-1)[..., 0]
-    bits = (np.where(target == N, np.nan, -picked) / np.log(2)).T.astype(np.float32)  # (B, tile)
-    return bits if strand == 0 else bits[:, ::-1]
+def _lm_bits(model: DnaModel, batch: np.ndarray, context: int) -> np.ndarray:
+    """(B, 2, tile) bits of each base on each strand (NaN for N), in + strand order. Both strands run as one
+    batch of 2B rows: + strand rows see the left context, then the tile; - strand rows the right context, then
+    the tile, reverse-complemented."""
+    rows = len(batch)
+    seqs = np.concatenate([batch[:, :-context], _rc_rows(batch[:, context:])])
+    target = seqs[:, context:].T  # (tile, 2B)
+    picked = np.empty(target.shape, np.float32)
+    head = model.lm.head
+    for first, out in gru_blocks(shifted(one_hot(seqs)), *model.lm.rnn.layer_weights(0, 0), block=RECURRENT_BLOCK):
+        lo = max(first, context)
+        if lo < first + len(out):
+            logp = log_softmax_array(out[lo - first:] @ head.weight.data.T + head.bias.data, axis=-1)
+            wanted = np.minimum(target[lo - context:first + len(out) - context], 3)[..., None]
+            picked[lo - context:first + len(out) - context] = np.take_along_axis(logp, wanted, axis=-1)[..., 0]
+    bits = (np.where(target == N, np.nan, -picked) / np.log(2)).T.astype(np.float32)  # (2B, tile)
+    return np.stack([bits[:rows], bits[rows:, ::-1]], axis=1)
 
 
 def _rc_rows(rows: np.ndarray) -> np.ndarray:

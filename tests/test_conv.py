@@ -146,3 +146,17 @@ def test_bad_input_errors():
         nn.Conv2d(3, 4, 3, stride=2, padding="same")(Tensor(randn(1, 3, 8, 8)))
     with pytest.raises(ValueError, match="positive"):
         nn.MaxPool2d(2, stride=0)(Tensor(randn(1, 1, 4, 4)))
+
+
+@pytest.mark.parametrize("padding, dilation, bias", [(0, 1, True), (4, 1, True), (12, 3, False), (2, 2, True)])
+def test_time_major_conv1d_matches_conv1d(monkeypatch, padding, dilation, bias):
+    """The scan's inference convolution on (T, B, C) equals conv1d on (B, C, T), across column blocks (tiny
+    blocks here, so a sequence spans many)."""
+    monkeypatch.setattr(C, "COLUMN_BYTES", 600)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 40)).astype(np.float32)
+    weight = rng.standard_normal((6, 5, 9)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32) if bias else None
+    expected = C.conv1d(Tensor(x), Tensor(weight), None if b is None else Tensor(b), 1, padding, dilation).data
+    got = C.conv1d_time_major(np.ascontiguousarray(x.transpose(2, 0, 1)), weight, b, padding, dilation)
+    np.testing.assert_allclose(got.transpose(1, 2, 0), expected, rtol=1e-5, atol=1e-5)

@@ -142,6 +142,41 @@ def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 
     return out.squeeze(2)
 
 
+COLUMN_BYTES = 1 << 20  # one block of time-major columns: small enough to stay in cache
+
+
+def conv1d_time_major(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, padding: int = 0,
+                      dilation: int = 1) -> np.ndarray:
+    """Inference-only stride-1 1-D convolution of a *time-major* (T, B, C) array -> (T', B, O), zeros padded.
+
+    A recurrent layer downstream wants (T, B, C), where the rows of one step are
+    contiguous: the columns of a block of steps are then k contiguous slices copied
+    side by side, and the block goes through one GEMM while it is still in cache
+    (about twice as fast as im2col over (B, C, T) and transposing, measured).
+    """
+    steps, batch, channels = x.shape
+    out_channels, _, kernel = weight.shape
+    length = steps + 2 * padding - dilation * (kernel - 1)
+    matrix = np.ascontiguousarray(weight.transpose(2, 1, 0).reshape(kernel * channels, out_channels), x.dtype)
+    out = np.empty((length, batch, out_channels), x.dtype)
+    block = max(1, COLUMN_BYTES // (batch * kernel * channels * x.itemsize))
+    columns = np.empty((block, batch, kernel, channels), x.dtype)
+    for first in range(0, length, block):
+        count = min(block, length - first)
+        for tap in range(kernel):
+            start = first + tap * dilation - padding  # the input step under the block's first row; rows that
+            lo = min(max(0, -start), count)  # fall outside the input are the zero padding (no padded copy)
+            hi = max(lo, min(count, steps - start))
+            columns[:lo, :, tap] = 0
+            columns[lo:hi, :, tap] = x[start + lo:start + hi]
+            columns[hi:count, :, tap] = 0
+        rows = out[first:first + count].reshape(count * batch, out_channels)
+        np.matmul(columns[:count].reshape(count * batch, kernel * channels), matrix, out=rows)
+        if bias is not None:
+            rows += bias
+    return out
+
+
 # --------------------------------------------------------------- pooling
 def _pool_geometry(shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair, ceil_mode: bool
                    ) -> tuple[int, int, Padding]:
