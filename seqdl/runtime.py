@@ -8,6 +8,12 @@ time. :func:`keep_freed_memory` asks glibc to serve large blocks from the heap
 and keep freed memory for reuse (as PyTorch's caching allocators do). It is
 called by the ``seqdl`` command and the benchmarks; library users may call it
 once at start-up. Resident memory then stays at its peak until exit.
+
+It also keeps all threads on one malloc arena. glibc gives each thread its own,
+and memory freed in one arena is not reused by another: the scan's worker threads
+each held their own peak of freed blocks (about 100 MB more resident memory on a
+full bacterial genome, measured). NumPy allocates per array, not per element, so
+the arena's lock costs nothing measurable.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import os
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _applied = False
 
 
@@ -40,5 +47,6 @@ def keep_freed_memory(mmap_threshold: int = 1 << 30, trim_threshold: int = 1 << 
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _applied = bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+    _applied = all(mallopt(option, value) for option, value in
+                   ((_M_MMAP_THRESHOLD, mmap_threshold), (_M_TRIM_THRESHOLD, trim_threshold), (_M_ARENA_MAX, 1)))
     return _applied
