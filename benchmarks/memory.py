@@ -68,8 +68,8 @@ def make_text_model(path: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scan-mbp", type=int, nargs="+", default=[2, 20])
-    parser.add_argument("--text-mb", type=float, nargs="+", default=[10, 100])
+    parser.add_argument("--scan-mbp", type=int, nargs="*", default=[2, 20], help="(none: skip the scans)")
+    parser.add_argument("--text-mb", type=float, nargs="*", default=[10, 100], help="(none: skip eval text)")
     parser.add_argument("--json", action="store_true", help="JSON Lines instead of a table")
     args = parser.parse_args()
     if not SHARED.is_dir():

@@ -37,7 +37,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "letters.safetens
 CLASSES = "abcdefghijklmnopqrstuvwxyz"
 SIZE = 28
 ARCHITECTURES = ("vgg", "hello-dl")
-INFERENCE_BATCH = 256  # crops per forward pass: big enough for BLAS, small enough that activations stay in cache
+INFERENCE_BATCH = 32  # crops per forward pass: their im2col columns (7 MB) stay in cache; 256 was 20 % slower
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from .module import Module, Parameter
 PROJECTION_BYTES = 2 << 20  # one block of input projections: small enough to stay in cache between its steps
 
 
-def _projection_blocks(xs: np.ndarray, w_ih: np.ndarray, width: int):
+def _projection_blocks(xs: np.ndarray, w_ih: np.ndarray, width: int) -> Iterator[tuple[int, np.ndarray]]:
     """``(t, x_t W_ih^T)`` for every step t of (T, B, I) ``xs``, computed one GEMM per block of steps into one
     reused buffer (no bias: the gate kernels add it)."""
     steps, batch, inputs = xs.shape
