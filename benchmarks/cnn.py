@@ -17,6 +17,7 @@ import seqdl
 from seqdl import nn, optim
 from seqdl.nn import functional as F
 from seqdl.threads import in_batches
+from vision.letters_model import INFERENCE_BATCH
 
 
 def build_seqdl() -> nn.Module:
@@ -76,14 +77,14 @@ def run(repeats: int = 5) -> list[dict]:
         torch.nn.functional.cross_entropy(theirs(t_x64), t_y64).backward()
         their_opt.step()
 
-    def our_infer() -> None:   # as seqdl's front ends classify: the batch split over the cores BLAS may use
+    def our_infer() -> None:   # as seqdl's OCR classifies: sub-batches of 32 crops on the cores BLAS may use
         out = np.empty((len(x256), 26), np.float32)
 
         def run(start: int, stop: int) -> None:
             out[start:stop] = ours(seqdl.Tensor(x256[start:stop])).data
 
         with seqdl.no_grad():
-            in_batches(run, len(x256), len(x256))
+            in_batches(run, len(x256), INFERENCE_BATCH)
 
     def their_infer() -> None:
         with torch.no_grad():
