@@ -213,11 +213,11 @@ def _lm_bits(model: DnaModel, batch: np.ndarray, context: int) -> np.ndarray:
     picked = np.empty(target.shape, np.float32)
     head = model.lm.head
     for first, out in gru_blocks(shifted(one_hot(seqs)), *model.lm.rnn.layer_weights(0, 0), block=RECURRENT_BLOCK):
-        lo = max(first, context)
-        if lo < first + len(out):
+        lo, hi = max(first, context), first + len(out)  # the block's steps in the tile (none in the context)
+        if lo < hi:
             logp = log_softmax_array(out[lo - first:] @ head.weight.data.T + head.bias.data, axis=-1)
-            wanted = np.minimum(target[lo - context:first + len(out) - context], 3)[..., None]
-            picked[lo - context:first + len(out) - context] = np.take_along_axis(logp, wanted, axis=-1)[..., 0]
+            wanted = np.minimum(target[lo - context:hi - context], 3)[..., None]
+            picked[lo - context:hi - context] = np.take_along_axis(logp, wanted, axis=-1)[..., 0]
     bits = (np.where(target == N, np.nan, -picked) / np.log(2)).T.astype(np.float32)  # (2B, tile)
     return np.stack([bits[:rows], bits[rows:, ::-1]], axis=1)
 

@@ -13,7 +13,7 @@ It also keeps all threads on one malloc arena. glibc gives each thread its own,
 and memory freed in one arena is not reused by another: the scan's worker threads
 each held their own peak of freed blocks (about 100 MB more resident memory on a
 full bacterial genome, measured). NumPy allocates per array, not per element, so
-the arena's lock costs nothing measurable.
+the shared arena's lock cost the scan nothing measurable.
 """
 from __future__ import annotations
 
