@@ -157,3 +157,33 @@ def test_gru_blocks_equal_one_pass(reverse):
         firsts.append(first)
         np.testing.assert_allclose(out, expected[first:first + 5], rtol=1e-5, atol=1e-6)
     assert firsts == ([20, 15, 10, 5, 0] if reverse else [0, 5, 10, 15, 20])
+
+
+def test_kernels_compile_where_no_cache_location_is_writable(monkeypatch):
+    """numba refuses ``cache=True`` with a RuntimeError where it finds no writable cache directory (a read-only
+    install without a home): the kernels then compile on every run instead of failing to import."""
+    import importlib
+
+    import numba
+
+    from seqdl.nn import gates
+
+    real_njit = numba.njit
+
+    def refusing_cache(*args, cache=False, **options):
+        if cache:
+            raise RuntimeError("cannot cache function 'gru_forward': no locator available for file 'gates.py'")
+        return real_njit(*args, **options)
+
+    monkeypatch.setattr(numba, "njit", refusing_cache)
+    try:
+        fresh = importlib.reload(gates)
+        h = np.zeros((2, 3), np.float32)
+        rz, hn, n, out = np.empty((2, 6), np.float32), h.copy(), h.copy(), h.copy()
+        fresh.gru_forward(np.ones((2, 9), np.float32), np.zeros((2, 9), np.float32), np.zeros(9, np.float32),
+                          np.zeros(3, np.float32), h, rz, hn, n, out)
+        np.testing.assert_allclose(rz, 1 / (1 + np.exp(-1.0)), rtol=1e-6)
+        np.testing.assert_allclose(out, np.tanh(1.0) * (1 - 1 / (1 + np.exp(-1.0))), rtol=1e-5)  # (1 - z) n
+    finally:
+        monkeypatch.undo()
+        importlib.reload(gates)

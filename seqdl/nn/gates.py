@@ -18,7 +18,15 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-_kernel = njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
+
+def _kernel(fn):  # noqa: ANN001, ANN202
+    """``fn`` compiled, and cached on disk beside this module (or in the user's cache) where one is writable."""
+    options = {"fastmath": True, "error_model": "numpy", "nogil": True}
+    try:
+        return njit(cache=True, **options)(fn)
+    except RuntimeError:  # no writable cache location (a read-only install, no home): compile on every run
+        return njit(**options)(fn)
+
 
 _TANH_LIMIT = 7.90531110763549805  # beyond it float32 tanh is +-1 to the last bit
 # Constants typed float32: a Python 1 or 0.5 would promote float32 arithmetic to float64 (float64 stays float64).
