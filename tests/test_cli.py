@@ -20,8 +20,11 @@ from seqdl.metrics import MetricLogger
 
 
 def test_info_describes_environment_and_models(run, tmp_path):
+    import numba
+
     code, out, _ = run("info", "--json")
-    assert code == 0 and json.loads(out)["seqdl_version"] == seqdl.__version__
+    record = json.loads(out)
+    assert code == 0 and record["seqdl_version"] == seqdl.__version__ and record["numba"] == numba.__version__
     seqdl.save(tmp_path / "m.safetensors", seqdl.nn.Linear(3, 2), kind="letters", config={"classes": 2})
     code, out, _ = run("info", tmp_path / "m.safetensors", "--json")
     record = json.loads(out)

@@ -28,13 +28,16 @@ def info(
 
         record = describe(model)
     else:
+        from importlib.metadata import version
+
         import numpy as np
 
         from ..threads import ThreadPlan
 
-        # what the machine offers (cores, quota, other processes' load now) and the threads seqdl would use
+        # what the machine offers (cores, quota, other processes' load now) and the threads seqdl would use;
+        # numba's version from its metadata (importing it costs half a second)
         record = {"seqdl_version": __version__, "python": platform.python_version(), "numpy": np.__version__,
-                  **ThreadPlan().measure().report()}
+                  "numba": version("numba"), **ThreadPlan().measure().report()}
     if as_json:
         emit_json(record)
     else:
