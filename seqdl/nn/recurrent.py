@@ -148,7 +148,7 @@ def gru_blocks(x: np.ndarray, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b
     state = None
     for first in reversed(starts) if reverse else starts:
         out, last = gru_layer(Tensor(x[first:first + block]), state, *weights, reverse)
-        state = Tensor(last.data.copy())
+        state = Tensor(last.data.copy())  # a view would keep the whole block alive through the next one
         yield first, out.data
 
 
