@@ -132,6 +132,30 @@ def test_pool_output_size_matches_torch(size, kernel, stride, padding, ceil):
     assert ours == theirs
 
 
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(3, 9), kernel=st.integers(1, 3), stride=st.integers(1, 3), padding=st.integers(0, 1),
+       ceil=st.booleans(), nan=st.booleans(), seed=st.integers(0, 2**16))
+def test_max_pool_gradient_goes_where_torchs_does(size, kernel, stride, padding, ceil, nan, seed):
+    """Ties (a blank region pools equal values) give a window's gradient to its first maximum, a NaN is the
+    maximum, and overlapping windows add up, exactly as in PyTorch."""
+    torch = pytest.importorskip("torch")
+    if padding > kernel // 2:
+        return
+    draw = np.random.default_rng(seed)
+    x = draw.integers(0, 3, (2, 2, size, size + 1)).astype(np.float32)  # values 0, 1, 2: ties everywhere
+    if nan:
+        x[draw.integers(0, 2), 0, draw.integers(0, size), draw.integers(0, size + 1)] = np.nan
+    ours = Tensor(x, requires_grad=True)
+    out = C.max_pool2d(ours, kernel, stride, padding, ceil)
+    g = draw.standard_normal(out.shape).astype(np.float32)
+    out.backward(g)
+    theirs = torch.tensor(x, requires_grad=True)
+    expected = torch.nn.functional.max_pool2d(theirs, kernel, stride, padding, ceil_mode=ceil)
+    expected.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(out.data, expected.detach().numpy())
+    np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_bad_input_errors():
     conv = nn.Conv2d(3, 4, 3)
     with pytest.raises(ValueError, match="expects 3 input channels, got 2"):

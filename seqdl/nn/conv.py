@@ -69,35 +69,38 @@ def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, paddin
     ow = _out_size(w, kw, stride[1], padding[1], dilation[1])
     xp = _padded(x.data, padding, 0.0)
 
-    # Columns laid out (N, kh, kw, C, oh*ow): one batched matmul with the weight as
-    # (O, kh*kw*C) gives (N, O, oh*ow), already the contiguous NCHW output, and each
-    # kernel offset's plane col[:, ky, kx] is a contiguous (C, oh, ow) block per image.
-    col = np.empty((n, kh, kw, c, oh, ow), dtype=x.dtype)
+    # Columns laid out (kh, kw, C, N, oh*ow): the whole batch is one GEMM with the weight as
+    # (O, kh*kw*C), and so is each of the backward's two products (the weight's gradient takes
+    # the columns transposed, which BLAS reads in place). Only the output and its gradient,
+    # (O, N, oh*ow) against PyTorch's NCHW, need a transposed copy: they are smaller than the columns.
+    col = np.empty((kh, kw, c, n, oh, ow), dtype=x.dtype)
+    batch_major = xp.transpose(1, 0, 2, 3)
     for ky in range(kh):
         rows = _window(ky * dilation[0], stride[0], oh)
         for kx in range(kw):
-            col[:, ky, kx] = xp[:, :, rows, _window(kx * dilation[1], stride[1], ow)]
-    col = col.reshape(n, kh * kw * c, oh * ow)
+            col[ky, kx] = batch_major[:, :, rows, _window(kx * dilation[1], stride[1], ow)]
+    col = col.reshape(kh * kw * c, n * oh * ow)
     w2 = weight.data.transpose(0, 2, 3, 1).reshape(o, -1)
     out = w2 @ col
     if bias is not None:
         out += bias.data[:, None]
-    out = out.reshape(n, o, oh, ow)
+    out = out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3).copy()
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        g3 = g.reshape(n, o, oh * ow)
+        g2 = g.transpose(1, 0, 2, 3).reshape(o, n * oh * ow)   # a copy: (O, N, oh, ow) like the output
         gw = None
         if weight.requires_grad:
-            gw = np.einsum("nop,nkp->ok", g3, col, optimize=True).reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
-        gb = g3.sum(axis=(0, 2)) if bias is not None and bias.requires_grad else None
+            gw = (g2 @ col.T).reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
+        gb = g2.sum(axis=1) if bias is not None and bias.requires_grad else None
         gx = None
         if x.requires_grad:
-            dcol = (w2.T @ g3).reshape(n, kh, kw, c, oh, ow)
+            dcol = (w2.T @ g2).reshape(kh, kw, c, n, oh, ow)
             dxp = np.zeros(xp.shape, dtype=x.dtype)
+            dxp_batch_major = dxp.transpose(1, 0, 2, 3)
             for ky in range(kh):
                 rows = _window(ky * dilation[0], stride[0], oh)
                 for kx in range(kw):
-                    dxp[:, :, rows, _window(kx * dilation[1], stride[1], ow)] += dcol[:, ky, kx]
+                    dxp_batch_major[:, :, rows, _window(kx * dilation[1], stride[1], ow)] += dcol[ky, kx]
             (top, _), (left, _) = padding
             gx = dxp[:, :, top : top + h, left : left + w]
         return (gx, gw, gb) if bias is not None else (gx, gw)
@@ -213,17 +216,12 @@ def _max_pool2d(x: Tensor, kernel: Pair, stride: Pair, padding: Pair, ceil_mode:
             np.maximum(best[:, :, :nr, :nc], xp[:, :, rows, cols], out=best[:, :, :nr, :nc])
 
     def backward(g: np.ndarray) -> tuple[np.ndarray]:
-        # Each window's gradient goes to its first maximum (PyTorch's choice among ties).
-        dxp = np.zeros(xp.shape, dtype=x.dtype)
-        unclaimed = np.ones(best.shape, dtype=bool)
-        for nr, nc, rows, cols in offsets:
-            if not (nr and nc):
-                continue
-            hit = xp[:, :, rows, cols] == best[:, :, :nr, :nc]
-            hit &= unclaimed[:, :, :nr, :nc]
-            unclaimed[:, :, :nr, :nc] &= ~hit
-            dxp[:, :, rows, cols] += g[:, :, :nr, :nc] * hit
-        return (dxp[:, :, padding[0] : padding[0] + x.shape[2], padding[1] : padding[1] + x.shape[3]],)
+        from .pool_kernels import max_pool_backward  # numba: imported by the first training step that pools
+        n, c, h, w = x.shape
+        dx = np.zeros((n * c, h, w), x.dtype)
+        max_pool_backward(np.ascontiguousarray(x.data).reshape(n * c, h, w), best.reshape(n * c, oh, ow),
+                          np.ascontiguousarray(g, x.dtype).reshape(n * c, oh, ow), *kernel, *stride, *padding, dx)
+        return (dx.reshape(x.shape),)
 
     return Tensor.from_op(best, (x,), backward, "max_pool2d")
 

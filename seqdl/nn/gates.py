@@ -18,14 +18,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-
-def _kernel(fn):  # noqa: ANN001, ANN202
-    """``fn`` compiled, and cached on disk beside this module (or in the user's cache) where one is writable."""
-    options = {"fastmath": True, "error_model": "numpy", "nogil": True}
-    try:
-        return njit(cache=True, **options)(fn)
-    except RuntimeError:  # no writable cache location (a read-only install, no home): compile on every run
-        return njit(**options)(fn)
+from .jit import kernel
 
 
 _TANH_LIMIT = 7.90531110763549805  # beyond it float32 tanh is +-1 to the last bit
@@ -68,7 +61,7 @@ def sigmoid(x):  # noqa: ANN001, ANN201
 
 # Each row runs as a few simple loops over ``range(n)``, each with few arrays: one loop doing everything, or a
 # loop over ``range(a, b)``, is not vectorised by the compiler (2-4x slower, measured).
-@_kernel
+@kernel
 def gru_forward(xp, hp, bias, b_hn, h_prev, rz, hn, n, h):  # noqa: ANN001, ANN201
     """One GRU step. In: ``xp`` = x_t W_ih^T and ``hp`` = h_prev W_hh^T (B, 3H), without biases; ``bias`` (3H)
     = b_ih + (b_hr, b_hz, 0); ``b_hn`` (H). Out: ``rz`` (B, 2H) the activated r and z, ``hn`` = W_hn h + b_hn,
@@ -85,7 +78,7 @@ def gru_forward(xp, hp, bias, b_hn, h_prev, rz, hn, n, h):  # noqa: ANN001, ANN2
             h[b, j] = c + rz[b, hidden + j] * (h_prev[b, j] - c)
 
 
-@_kernel
+@kernel
 def gru_backward(dh_next, g, carry, rz, n, hn, h_prev, d_hidden, d_n):  # noqa: ANN001, ANN201
     """One step back through a GRU step. ``dh = dh_next + carry + g`` is the loss's gradient w.r.t. this step's
     output, where ``dh_next`` (from the later step's recurrent GEMM) and ``carry`` (its direct z * dh path) come
@@ -107,7 +100,7 @@ def gru_backward(dh_next, g, carry, rz, n, hn, h_prev, d_hidden, d_n):  # noqa: 
             d_hidden[b, h2 + j] = dc * r
 
 
-@_kernel
+@kernel
 def lstm_forward(xp, hp, bias, gates, c_prev, c, tanh_c, h):  # noqa: ANN001, ANN201
     """One LSTM step. In: ``xp`` = x_t W_ih^T and ``hp`` = h_prev W_hh^T (B, 4H), without biases; ``bias`` (4H)
     = b_ih + b_hh. Out: ``gates`` (B, 4H) the activated i, f, g, o; ``c``, ``tanh_c`` = tanh(c) and ``h``
@@ -127,7 +120,7 @@ def lstm_forward(xp, hp, bias, gates, c_prev, c, tanh_c, h):  # noqa: ANN001, AN
             c[b, j], tanh_c[b, j], h[b, j] = cell, t, gates[b, h3 + j] * t
 
 
-@_kernel
+@kernel
 def lstm_backward(dh_next, g_out, dc, gates, tanh_c, c_prev, d_pre):  # noqa: ANN001, ANN201
     """One step back through an LSTM step. ``dh = dh_next + g_out`` w.r.t. this step's output (``dh_next`` from
     the later step's recurrent GEMM); ``dc`` (B, H) w.r.t. this step's cell, updated in place to the previous
