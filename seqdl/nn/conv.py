@@ -2,7 +2,7 @@
 
 For each kernel offset (ky, kx) the strided slice of the padded input that the
 offset sees is copied into one plane of the column matrix (Chainer's
-``im2col_cpu``); the whole batch then goes through a single matrix product.
+``im2col_cpu``), and the matrix products run on the whole batch at once.
 Backward does the same in reverse (col2im adds each plane back at its offset).
 The 1-D layers run through the 2-D code with a height of 1.
 """
@@ -69,10 +69,10 @@ def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, paddin
     ow = _out_size(w, kw, stride[1], padding[1], dilation[1])
     xp = _padded(x.data, padding, 0.0)
 
-    # Columns laid out (kh, kw, C, N, oh*ow): the whole batch is one GEMM with the weight as
-    # (O, kh*kw*C), and so is each of the backward's two products (the weight's gradient takes
-    # the columns transposed, which BLAS reads in place). Only the output and its gradient,
-    # (O, N, oh*ow) against PyTorch's NCHW, need a transposed copy: they are smaller than the columns.
+    # Columns laid out (kh, kw, C, N, oh*ow), so that each of the backward's two products is one GEMM over
+    # the whole batch (the weight's gradient reads the columns transposed, in place) once the output's
+    # gradient is copied to (O, N*oh*ow), which is smaller than the columns. The forward reads the same
+    # columns image by image and so writes the NCHW output directly.
     col = np.empty((kh, kw, c, n, oh, ow), dtype=x.dtype)
     batch_major = xp.transpose(1, 0, 2, 3)
     for ky in range(kh):
@@ -81,10 +81,10 @@ def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, paddin
             col[ky, kx] = batch_major[:, :, rows, _window(kx * dilation[1], stride[1], ow)]
     col = col.reshape(kh * kw * c, n * oh * ow)
     w2 = weight.data.transpose(0, 2, 3, 1).reshape(o, -1)
-    out = w2 @ col
+    out = np.matmul(w2, col.reshape(-1, n, oh * ow).transpose(1, 0, 2))  # (N, O, oh*ow): NCHW as it comes
     if bias is not None:
         out += bias.data[:, None]
-    out = out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3).copy()
+    out = out.reshape(n, o, oh, ow)
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         g2 = g.transpose(1, 0, 2, 3).reshape(o, n * oh * ow)   # a copy: (O, N, oh, ow) like the output
