@@ -188,10 +188,6 @@ def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, min_length: in
         stops = np.flatnonzero(is_stop[frame::3]) * 3 + frame
         starts = np.flatnonzero(kind[frame::3] >= 0) * 3 + frame
         if stops.size and starts.size:
-            inframe = np.stack([by_phase[(m - frame) % 3, :, m] for m in range(3)], axis=1).ravel()
-            cum = np.concatenate([[0.0], np.cumsum(inframe, dtype=np.float64)])
-            inframe_p = np.stack([prob_phase[(m - frame) % 3, :, m] for m in range(3)], axis=1).ravel()
-            cum_p = np.concatenate([[0.0], np.cumsum(inframe_p, dtype=np.float64)])
             which = np.searchsorted(stops, starts)
             ok = which < len(stops)
             starts, which = starts[ok], which[ok]
@@ -200,8 +196,13 @@ def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, min_length: in
             starts, which, ends = starts[keep], which[keep], ends[keep]
             after = np.minimum(starts + LOCAL, ends)
             before = np.maximum(starts - LOCAL, 0)
-            coding = np.column_stack([cum[ends] - cum[starts], cum[after] - cum[starts], cum[starts] - cum[before],
-                                      (cum_p[ends] - cum_p[starts]) / (ends - starts)])
+            inframe = np.stack([by_phase[(m - frame) % 3, :, m] for m in range(3)], axis=1).ravel()
+            at_start, at_end, at_after, at_before = np.split(
+                prefix_sums(inframe, np.concatenate([starts, ends, after, before])), 4)
+            inframe_p = np.stack([prob_phase[(m - frame) % 3, :, m] for m in range(3)], axis=1).ravel()
+            p_start, p_end = np.split(prefix_sums(inframe_p, np.concatenate([starts, ends])), 2)
+            coding = np.column_stack([at_end - at_start, at_after - at_start, at_start - at_before,
+                                      (p_end - p_start) / (ends - starts)])
             parts.append((starts, ends, which + stop_offset, kind[starts], coding))
         stop_offset += len(stops)
     width = RBS_FROM - RBS_TO
@@ -216,6 +217,15 @@ def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, min_length: in
     fixed = np.column_stack([coding[:, :3], np.log(length), coding[:, 0] / length, coding[:, 3]])
     return Candidates(starts, ends, stop, codon, padded[window], _kmer_ids(padded)[window[:, :width - MOTIF + 1]],
                       fixed)
+
+
+def prefix_sums(values: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``values[:p].sum()`` in float64 for each of ``points``: the stretches between the sorted points summed in
+    one pass (a running sum over every base would cost a sequential pass per base, the scan's main-thread
+    bottleneck)."""
+    edges = np.unique(np.concatenate([[0], points]))
+    stretches = np.add.reduceat(values[:edges[-1]], edges[:-1], dtype=np.float64) if len(edges) > 1 else []
+    return np.concatenate([[0.0], np.cumsum(stretches)])[np.searchsorted(edges, points)]
 
 
 def _kmer_ids(codes: np.ndarray) -> np.ndarray:

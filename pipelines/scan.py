@@ -34,7 +34,7 @@ from seqdl.errors import SeqdlError
 from seqdl.io import atomic_open, atomic_path, check_output_path, parquet_metadata, progress_bar, provenance
 
 from .dna_adapt import AdaptOptions, adapted_for
-from .dna_genes import CallOptions, GeneCall, GeneModel, call_genes
+from .dna_genes import CallOptions, GeneCall, GeneModel, call_genes, prefix_sums
 from .dna_model import THREADS, DnaModel, load_dna_model, score
 from .fasta import C, G, N, FastaReader
 from .scan_plot import TABLE
@@ -145,13 +145,11 @@ class RecordScan:
         if not spans:
             return np.empty((0, 2, 6))
         codes = self.codes
-        per_base = np.stack([codes == G, codes == C, codes == N, codes < N,
-                             self.coding[0].sum(axis=0), self.coding[1].sum(axis=0),
-                             self.called[0], self.called[1],
-                             np.nan_to_num(self.bits[0]), np.nan_to_num(self.bits[1])]).astype(np.float64)
-        cum = np.concatenate([np.zeros((per_base.shape[0], 1)), np.cumsum(per_base, axis=1)], axis=1)
         idx = np.array(spans) - self.origin
-        sums = cum[:, idx[:, 1]] - cum[:, idx[:, 0]]  # (10, n)
+        per_base = [codes == G, codes == C, codes == N, codes < N, self.coding[0].sum(axis=0),
+                    self.coding[1].sum(axis=0), self.called[0], self.called[1], np.nan_to_num(self.bits[0]),
+                    np.nan_to_num(self.bits[1])]
+        sums = [np.diff(prefix_sums(values, idx.ravel()).reshape(-1, 2), axis=1)[:, 0] for values in per_base]
         g, c, n, acgt, p_plus, p_minus, k_plus, k_minus, b_plus, b_minus = sums
         length = idx[:, 1] - idx[:, 0]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -374,17 +372,18 @@ def _write_bins(outputs: Outputs, record: str, start: int, scores: Any, size: in
     multiple of ``size`` (bins that straddle chunks are written in two pieces, still non-overlapping)."""
     edges = np.unique(np.concatenate([[start], np.arange(-(-start // size) * size, end, size), [end]]))
     lo, hi = edges[:-1] - start, edges[1:] - start
-    prob = scores.coding.sum(axis=1)  # (2, L)
-    cum_p = np.concatenate([np.zeros((2, 1)), np.cumsum(prob, axis=1, dtype=np.float64)], axis=1)
-    valid = ~np.isnan(scores.bits)
-    cum_b = np.concatenate([np.zeros((2, 1)), np.cumsum(np.nan_to_num(scores.bits), axis=1, dtype=np.float64)], axis=1)
-    cum_v = np.concatenate([np.zeros((2, 1)), np.cumsum(valid, axis=1)], axis=1)
     width = hi - lo
+
+    def bin_sums(per_base: np.ndarray) -> np.ndarray:
+        at = prefix_sums(per_base, np.concatenate([lo, hi]))
+        return at[len(lo):] - at[:len(lo)]
+
+    prob = scores.coding.sum(axis=1)  # (2, L)
+    bits, valid = np.nan_to_num(scores.bits), ~np.isnan(scores.bits)
     with np.errstate(invalid="ignore", divide="ignore"):
-        values = {"coding_plus": (cum_p[0, hi] - cum_p[0, lo]) / width,
-                  "coding_minus": (cum_p[1, hi] - cum_p[1, lo]) / width,
-                  "bits_plus": (cum_b[0, hi] - cum_b[0, lo]) / (cum_v[0, hi] - cum_v[0, lo]),
-                  "bits_minus": (cum_b[1, hi] - cum_b[1, lo]) / (cum_v[1, hi] - cum_v[1, lo])}
+        values = {"coding_plus": bin_sums(prob[0]) / width, "coding_minus": bin_sums(prob[1]) / width,
+                  "bits_plus": bin_sums(bits[0]) / bin_sums(valid[0]),
+                  "bits_minus": bin_sums(bits[1]) / bin_sums(valid[1])}
     outputs.track_bins(record, edges[:-1], edges[1:], values)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipelines.dna_genes import (FEATURES, TABLES, CallOptions, GeneCall, GeneModel, best_path, call_genes,
-                                 gene_model_of, strand_candidates)
+                                 gene_model_of, prefix_sums, strand_candidates)
 from pipelines.dna_genes_fit import fit_gene_model, store_gene_model
 from pipelines.fasta import decode, encode, reverse_complement
 from seqdl import checkpoint
@@ -141,3 +141,14 @@ def test_genes_already_called_are_respected():
     assert call_genes(encode(seq), probs, genes=simple_model(), keep=[kept]) == []
     elsewhere = GeneCall(0, 30, 0, 1.0, "ATG")
     assert len(call_genes(encode(seq), probs, genes=simple_model(), keep=[elsewhere])) == 1
+
+
+def test_prefix_sums_equal_a_running_sum_at_any_points():
+    """Repeated points, 0, the very end, unsorted, booleans: each is the float64 sum of everything before it."""
+    values = RNG.standard_normal(5_000).astype(np.float32)
+    points = np.concatenate([[0, 5_000, 17, 17], RNG.integers(0, 5_001, 300)])
+    running = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    np.testing.assert_allclose(prefix_sums(values, points), running[points], rtol=0, atol=1e-9)
+    flags = values > 0
+    assert prefix_sums(flags, np.array([5_000]))[0] == flags.sum()
+    assert prefix_sums(values, np.array([0, 0])).tolist() == [0.0, 0.0]
