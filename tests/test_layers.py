@@ -38,6 +38,14 @@ def test_batch_norm_training_gradcheck(shape):
     gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), [randn(*shape), randn(c), randn(c)])
 
 
+def test_batch_norm_training_propagates_nan_to_its_channel_only():
+    """The compiled statistics may reorder sums but must not assume finite input (PyTorch's result)."""
+    x = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    x[1, 0, 2, 1] = np.nan
+    out = F.batch_norm(Tensor(x), np.zeros(2, np.float32), np.ones(2, np.float32), training=True).data
+    assert np.isnan(out[:, 0]).all() and np.isfinite(out[:, 1]).all()
+
+
 def test_batch_norm_eval_gradcheck():
     mean, var = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
     gradcheck(lambda x, w, b: F.batch_norm(x, mean, var, w, b, training=False), [randn(4, 3), randn(3), randn(3)])

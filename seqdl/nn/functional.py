@@ -74,12 +74,12 @@ def embedding(indices: Any, weight: Tensor) -> Tensor:
     return Tensor.from_op(weight.data[idx], (weight,), backward, "embedding")
 
 
-def _normalize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _normalize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(axis=axes, keepdims=True)
     centred = x - mean
     var = (centred * centred).mean(axis=axes, keepdims=True)
     inv_std = 1.0 / np.sqrt(var + eps)
-    return centred * inv_std, inv_std, mean, var
+    return centred * inv_std, inv_std
 
 
 def _normalize_backward(g_hat: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -96,7 +96,7 @@ def layer_norm(
     axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
     if tuple(x.shape[x.ndim - len(normalized_shape):]) != tuple(normalized_shape):
         raise ValueError(f"layer_norm: input shape {x.shape} does not end in {tuple(normalized_shape)}")
-    x_hat, inv_std, _, _ = _normalize(x.data, axes, eps)
+    x_hat, inv_std = _normalize(x.data, axes, eps)
     out = x_hat if weight is None else x_hat * weight.data
     if bias is not None:
         out = out + bias.data
@@ -129,27 +129,19 @@ def batch_norm(
     In training the batch statistics are used and the running ones updated in
     place (unbiased variance, as PyTorch); in eval the running ones are used.
     """
-    axes = (0,) + tuple(range(2, x.ndim))
-    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
     if training:
-        x_hat, inv_std, mean, var = _normalize(x.data, axes, eps)
-        if running_mean is not None:
-            n = x.data.size // x.shape[1]
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean.reshape(-1)
-            running_var *= 1 - momentum
-            running_var += momentum * var.reshape(-1) * (n / max(n - 1, 1))
-    else:
-        inv_std = (1.0 / np.sqrt(running_var + eps)).reshape(shape).astype(x.dtype)
-        x_hat = (x.data - running_mean.reshape(shape)) * inv_std
+        return _batch_norm_training(x, running_mean, running_var, weight, bias, momentum, eps)
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    inv_std = (1.0 / np.sqrt(running_var + eps)).reshape(shape).astype(x.dtype)
+    x_hat = (x.data - running_mean.reshape(shape)) * inv_std
     w = weight.data.reshape(shape) if weight is not None else None
     out = x_hat if w is None else x_hat * w
     if bias is not None:
         out = out + bias.data.reshape(shape)
+    axes = (0,) + tuple(range(2, x.ndim))
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        g_hat = g if w is None else g * w
-        gx = _normalize_backward(g_hat, x_hat, inv_std, axes) if training else g_hat * inv_std
+        gx = (g if w is None else g * w) * inv_std
         gw = (g * x_hat).sum(axis=axes) if weight is not None else None
         gb = g.sum(axis=axes) if bias is not None else None
         return gx, gw, gb
@@ -157,6 +149,34 @@ def batch_norm(
     parents = tuple(t for t in (x, weight, bias) if t is not None)
     wrapped = backward if len(parents) == 3 else _select(backward, (True, weight is not None, bias is not None))
     return Tensor.from_op(out.astype(x.dtype, copy=False), parents, wrapped, "batch_norm")
+
+
+def _batch_norm_training(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarray | None,
+                         weight: Tensor | None, bias: Tensor | None, momentum: float, eps: float) -> Tensor:
+    """Batch statistics, the running ones updated in place; the maths is in :mod:`seqdl.nn.norm_kernels`."""
+    from .norm_kernels import batch_norm_backward, batch_norm_forward  # numba: imported by the first such step
+    dtype, channels = x.dtype, x.shape[1]
+    x3 = np.ascontiguousarray(x.data).reshape(x.shape[0], channels, -1)
+    w = weight.data if weight is not None else np.ones(channels, dtype)
+    b = bias.data if bias is not None else np.zeros(channels, dtype)
+    out, x_hat = np.empty_like(x3), np.empty_like(x3)
+    mean, var, inv_std = np.empty(channels), np.empty(channels), np.empty(channels)
+    batch_norm_forward(x3, w, b, eps, out, x_hat, mean, var, inv_std)
+    if running_mean is not None:
+        n = x3.shape[0] * x3.shape[2]
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * var * (n / max(n - 1, 1))
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        gx, gw, gb = np.empty_like(x3), np.empty(channels, dtype), np.empty(channels, dtype)
+        batch_norm_backward(np.ascontiguousarray(g, dtype).reshape(x3.shape), x_hat, w, inv_std, gx, gw, gb)
+        return gx.reshape(x.shape), gw, gb
+
+    parents = tuple(t for t in (x, weight, bias) if t is not None)
+    wrapped = backward if len(parents) == 3 else _select(backward, (True, weight is not None, bias is not None))
+    return Tensor.from_op(out.reshape(x.shape), parents, wrapped, "batch_norm")
 
 
 # ------------------------------------------------------------------ losses

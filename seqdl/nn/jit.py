@@ -10,13 +10,14 @@ from typing import Callable
 import numba
 
 
-def kernel(fn: Callable | None = None, *, fastmath: bool = True) -> Callable:
+def kernel(fn: Callable | None = None, *, fastmath: bool | set[str] = True) -> Callable:
     """``fn`` compiled (``@kernel`` or ``@kernel(fastmath=False)``), and cached on disk beside its module (or in
     the user's cache) where one is writable.
 
     The kernels release the GIL, so worker threads run them side by side; ``error_model="numpy"`` lets
     the compiler vectorise divisions (no ZeroDivisionError checks). ``fastmath`` lets it reorder and
-    contract arithmetic, and assume there are no NaNs: a kernel that must see NaNs turns it off.
+    contract arithmetic, and assume there are no NaNs: a kernel that must see NaNs turns it off, or names the
+    LLVM flags it allows (numba's set form, e.g. ``{"reassoc", "contract"}``).
     """
     if fn is None:
         return lambda f: kernel(f, fastmath=fastmath)
