@@ -1,4 +1,4 @@
-"""How seqdl compiles its few numba kernels (the recurrent gates, max-pool's backward).
+"""How seqdl compiles its few numba kernels (the recurrent gates, max-pooling's backward, batch normalisation).
 
 numba is imported by the first layer that needs a kernel, not by every command: it costs about
 a second of start-up and 100 MB of resident memory (LLVM).
