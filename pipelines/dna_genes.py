@@ -221,8 +221,8 @@ def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, min_length: in
 
 def prefix_sums(values: np.ndarray, points: np.ndarray) -> np.ndarray:
     """``values[:p].sum()`` in float64 for each of ``points``: the stretches between the sorted points summed in
-    one pass (a running sum over every base would cost a sequential pass per base, the scan's main-thread
-    bottleneck)."""
+    one vectorised pass, where a running sum over every base is a slow sequential one (the scan's main thread,
+    which the worker threads wait for, made a dozen of those per chunk)."""
     edges = np.unique(np.concatenate([[0], points]))
     stretches = np.add.reduceat(values[:edges[-1]], edges[:-1], dtype=np.float64) if len(edges) > 1 else []
     return np.concatenate([[0.0], np.cumsum(stretches)])[np.searchsorted(edges, points)]
