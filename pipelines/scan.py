@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,8 +36,8 @@ from seqdl.io import atomic_open, atomic_path, check_output_path, parquet_metada
 
 from .dna_adapt import AdaptOptions, adapted_for
 from .dna_genes import CallOptions, GeneCall, GeneModel, call_genes, prefix_sums
-from .dna_model import THREADS, DnaModel, load_dna_model, score
-from .fasta import C, G, N, FastaReader
+from .dna_model import THREADS, DnaModel, TileScores, load_dna_model, score
+from .fasta import C, G, N, Chunk, FastaReader
 from .scan_plot import TABLE
 
 MARGIN = 30_000  # default longest gene (bp) the streaming caller guarantees to see whole
@@ -337,19 +338,23 @@ def _stored_size(path: Path) -> int:
 
 
 def _scan_file(path: Path, model: DnaModel, options: ScanOptions, outputs: Outputs, advance: Any) -> FileReport:
-    """Scan one file into ``outputs``; ``advance(n)`` is told of every ``n`` bytes of the file read."""
+    """Scan one file into ``outputs``; ``advance(n)`` is told of every ``n`` bytes of the file read.
+
+    The models score each chunk on a thread of their own while this thread reads the next chunk and turns
+    the previous one's scores into genes, windows and tracks: the cores do not wait for that serial work.
+    """
     started = time.monotonic()
     report = FileReport(str(path))
     tile, context = model.config.tile, model.config.context
     reader = FastaReader(path, chunk_size=tile * options.chunk_tiles, overlap=context)
     scan: RecordScan | None = None
     bytes_done = 0
-    for chunk in reader:
+
+    def emit(chunk: Chunk, scores: TileScores, bytes_read: int) -> None:
+        nonlocal scan, bytes_done
         if scan is None or scan.record != chunk.record:
             scan = RecordScan(str(path), chunk.record, options, model.genes)
             report.records += 1
-        scores = score(model, chunk.codes, chunk.start, chunk.core_start, chunk.core_end, None,
-                       threads=options.threads)
         genes, spans, values = scan.add(chunk.core, scores.coding, scores.bits, chunk.last)
         outputs.genes(chunk.record, genes)
         outputs.windows(str(path), chunk.record, spans, values)
@@ -360,8 +365,22 @@ def _scan_file(path: Path, model: DnaModel, options: ScanOptions, outputs: Outpu
         report.genes += len(genes)
         report.windows += 2 * len(spans)
         report.bases += chunk.core_end - chunk.core_start
-        advance(reader.bytes_read - bytes_done)
-        bytes_done = reader.bytes_read
+        advance(bytes_read - bytes_done)
+        bytes_done = bytes_read
+
+    scorer = ThreadPoolExecutor(1)
+    try:
+        previous = None
+        for chunk in reader:
+            scoring = scorer.submit(score, model, chunk.codes, chunk.start, chunk.core_start, chunk.core_end, None,
+                                    threads=options.threads)
+            if previous is not None:
+                emit(previous[0], previous[1].result(), previous[2])
+            previous = (chunk, scoring, reader.bytes_read)
+        if previous is not None:
+            emit(previous[0], previous[1].result(), previous[2])
+    finally:
+        scorer.shutdown(cancel_futures=True)
     advance(_stored_size(path) - bytes_done)
     report.seconds = time.monotonic() - started
     return report
