@@ -7,6 +7,8 @@ buffers them, calls genes (:mod:`dna_genes`) once no longer gene can still end
 in the stretch, and cuts windows once every gene that could overlap them is
 known -> :class:`Outputs` appends window rows to the Parquet file (one row group
 per batch) and genes to BED/GFF3, bins to bedGraph.
+While the main thread does that for one chunk, the models already score the next
+(:func:`_scan_file`).
 
 A window with fewer known bases (A, C, G, T) than the shortest gene the caller
 calls (``CallOptions.min_length``, 90 bp) gets null ``coding_probability`` and
