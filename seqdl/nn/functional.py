@@ -5,7 +5,7 @@ graph node each, and no intermediate softmax kept twice.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -130,7 +130,20 @@ def batch_norm(
     place (unbiased variance, as PyTorch); in eval the running ones are used.
     """
     if training:
-        return _batch_norm_training(x, running_mean, running_var, weight, bias, momentum, eps)
+        out, backward = _batch_norm_training(x, running_mean, running_var, weight, bias, momentum, eps)
+    else:
+        out, backward = _batch_norm_eval(x, running_mean, running_var, weight, bias, eps)
+    parents = tuple(t for t in (x, weight, bias) if t is not None)
+    wrapped = backward if len(parents) == 3 else _select(backward, (True, weight is not None, bias is not None))
+    return Tensor.from_op(out, parents, wrapped, "batch_norm")
+
+
+Backward = Callable[[np.ndarray], tuple[np.ndarray | None, ...]]
+
+
+def _batch_norm_eval(x: Tensor, running_mean: np.ndarray, running_var: np.ndarray, weight: Tensor | None,
+                     bias: Tensor | None, eps: float) -> tuple[np.ndarray, Backward]:
+    """The running statistics: an affine map per channel."""
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
     inv_std = (1.0 / np.sqrt(running_var + eps)).reshape(shape).astype(x.dtype)
     x_hat = (x.data - running_mean.reshape(shape)) * inv_std
@@ -146,13 +159,12 @@ def batch_norm(
         gb = g.sum(axis=axes) if bias is not None else None
         return gx, gw, gb
 
-    parents = tuple(t for t in (x, weight, bias) if t is not None)
-    wrapped = backward if len(parents) == 3 else _select(backward, (True, weight is not None, bias is not None))
-    return Tensor.from_op(out.astype(x.dtype, copy=False), parents, wrapped, "batch_norm")
+    return out.astype(x.dtype, copy=False), backward
 
 
 def _batch_norm_training(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarray | None,
-                         weight: Tensor | None, bias: Tensor | None, momentum: float, eps: float) -> Tensor:
+                         weight: Tensor | None, bias: Tensor | None, momentum: float, eps: float
+                         ) -> tuple[np.ndarray, Backward]:
     """Batch statistics, the running ones updated in place; the maths is in :mod:`seqdl.nn.norm_kernels`."""
     from .norm_kernels import batch_norm_backward, batch_norm_forward  # numba: imported by the first such step
     dtype, channels = x.dtype, x.shape[1]
@@ -174,9 +186,7 @@ def _batch_norm_training(x: Tensor, running_mean: np.ndarray | None, running_var
         batch_norm_backward(np.ascontiguousarray(g, dtype).reshape(x3.shape), x_hat, w, inv_std, gx, gw, gb)
         return gx.reshape(x.shape), gw, gb
 
-    parents = tuple(t for t in (x, weight, bias) if t is not None)
-    wrapped = backward if len(parents) == 3 else _select(backward, (True, weight is not None, bias is not None))
-    return Tensor.from_op(out.reshape(x.shape), parents, wrapped, "batch_norm")
+    return out.reshape(x.shape), backward
 
 
 # ------------------------------------------------------------------ losses
