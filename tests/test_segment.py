@@ -128,6 +128,25 @@ def test_word_gap_threshold_from_the_page_gaps():
     assert layout.word_gap_threshold(letters_gaps, height=40, stroke=4) == float("inf")   # one word per line
     spaced = layout.word_gap_threshold(np.array([60, 64, 58, 61], float), height=40, stroke=4)
     assert spaced < 58                                                                   # a form: one letter each
+    fields = np.array([600, 850, 1200], float)                  # a form's gaps between fields do not move it
+    assert 7 < layout.word_gap_threshold(np.concatenate([letters_gaps, word_gaps, fields]), 40, 4) < 28
+
+
+def test_writing_of_two_sizes_on_one_page_is_measured_by_its_own_size(letters):
+    """Large hand print on a page of small writing (a filled-in form) keeps its letters and words."""
+    images, labels = letters
+    small = render.render_page(images, labels, ["made a face", "big milk jade"], seed=1,
+                               options=render.Options(letter_height=30, ruled=False, max_rotation=0.0))
+    large = render.render_page(images, labels, ["face mild"], seed=2,
+                               options=render.Options(letter_height=90, ruled=False, max_rotation=0.0))
+    width = max(small.rgb.shape[1], large.rgb.shape[1])
+    pad = lambda rgb: np.pad(rgb, ((0, 0), (0, width - rgb.shape[1]), (0, 0)), mode="edge")
+    stacked = np.concatenate([pad(small.rgb), pad(large.rgb), pad(small.rgb)])
+    result = segment_array(Path("two-sizes"), stacked)
+    truth = [small, large, small]
+    assert result.n_cursive_words == 0
+    assert result.n_lines == sum(len(page.lines) for page in truth)
+    assert result.n_letters == sum(len(page.letters) for page in truth)
 
 
 def test_skew_is_found_within_half_a_degree():

@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from seqdl.errors import SeqdlError
 from seqdl.io import gzip_errors, open_input
+from seqdl.threads import in_batches
 
 from .layout import stroke_width
 
@@ -139,11 +140,19 @@ def normalise_stroke(letter: np.ndarray, target: float) -> np.ndarray:
 
 
 def prepare_crops(inks: Sequence[np.ndarray], angles: Sequence[float] | None = None) -> np.ndarray:
-    """Many letters at once: the (N, 28, 28) uint8 batch a letter classifier takes in one call."""
+    """Many letters at once: the (N, 28, 28) uint8 batch a letter classifier takes in one call.
+
+    The letters are shared among the cores that are free (the distance transforms and resampling release the
+    GIL): a page cut by recognition gives thousands of crops.
+    """
     angles = [0.0] * len(inks) if angles is None else angles
     out = np.zeros((len(inks), SIZE, SIZE), np.uint8)
-    for i, (ink, angle) in enumerate(zip(inks, angles)):
-        out[i] = prepare_crop(ink, angle)
+
+    def prepare(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            out[i] = prepare_crop(inks[i], angles[i])
+
+    in_batches(prepare, len(inks), batch_size=32, min_batch=8)
     return out
 
 

@@ -3,7 +3,10 @@
 Every threshold is a multiple of a statistic of the page itself, so the same code
 works for a 400-pixel scan and a 12-megapixel photo:
 - ``stroke``: the pen's stroke width, 2 * ink area / ink boundary length.
-- ``height``: the median height of the letter-sized connected components.
+- ``height``: the median height of the letter-sized connected components; where
+  one page holds writing of several sizes (a form's small printed labels and the
+  large hand print filled in), a glyph is measured against the glyphs of its own
+  size (:class:`SizeBands`).
 - word gaps: the page's gaps between neighbouring glyphs fall into two groups
   (within a word, between words); the split between them is found per page.
 A *glyph* is a set of connected components that form one letter (a broken stroke,
@@ -29,6 +32,9 @@ MARK_SIZE = 0.4            # glyphs shorter than this many letter heights are do
 BROKEN_PIECE = 0.6         # a glyph shorter than this many letter heights touching another may be a piece of it
 MULTI_LETTER = 2.0         # a glyph wider than this many typical letter widths holds several letters
 CURSIVE_LETTERS = 3        # a glyph of this many letters or more makes its word joined-up (cursive)
+WIDE_GAP = 1.5             # a gap wider than this many letter heights separates words whatever the page's gaps
+SIZE_BAND = 1.5            # glyphs whose heights differ by less than this factor are writing of one size
+MIN_PEERS = 5              # fewer glyphs of a size give no statistics of their own (the page's are used)
 
 
 @dataclass
@@ -53,6 +59,45 @@ class Line:
     words: list[Word] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SizeBands:
+    """Letter height and width as seen among the page's glyphs of one size.
+
+    A page may carry writing of several sizes; writing of height h is measured
+    against the glyphs whose heights are within SIZE_BAND of h: their median
+    height, and the median width of those no wider than that height (single
+    letters in any script). With fewer than MIN_PEERS such glyphs the page's own
+    figures are used.
+    """
+
+    heights: np.ndarray               # (n,) glyph heights, sorted
+    widths: np.ndarray                # (n,) glyph widths, in the same order
+    page_height: float
+    page_width: float
+
+    @classmethod
+    def of(cls, sizes: np.ndarray, page_height: float, page_width: float) -> "SizeBands":
+        """From (n, 2) glyph widths and heights."""
+        sizes = np.asarray(sizes, np.float64).reshape(-1, 2)
+        order = np.argsort(sizes[:, 1], kind="stable")
+        return cls(sizes[order, 1], sizes[order, 0], page_height, page_width)
+
+    def _peers(self, height: float) -> slice:
+        return slice(int(np.searchsorted(self.heights, height / SIZE_BAND)),
+                     int(np.searchsorted(self.heights, height * SIZE_BAND, side="right")))
+
+    def height(self, glyph_height: float) -> float:
+        """Typical letter height of writing this tall."""
+        peers = self.heights[self._peers(glyph_height)]
+        return float(np.median(peers)) if peers.size >= MIN_PEERS else self.page_height
+
+    def width(self, glyph_height: float) -> float:
+        """Typical single-letter width of writing this tall."""
+        widths = self.widths[self._peers(glyph_height)]
+        narrow = widths[widths <= self.height(glyph_height)]
+        return float(np.median(narrow)) if narrow.size >= MIN_PEERS else self.page_width
+
+
 @dataclass
 class Layout:
     lines: list[Line]
@@ -61,6 +106,11 @@ class Layout:
     letter_height: float
     angle_degrees: float
     n_specks: int
+    sizes: SizeBands | None = None    # letter sizes by glyph height (None on an empty page)
+
+    def height_near(self, glyph_height: float) -> float:
+        """Typical letter height among the glyphs about as tall as ``glyph_height``."""
+        return self.sizes.height(glyph_height) if self.sizes is not None else self.letter_height
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -203,7 +253,7 @@ def _merge_overlapping(glyphs: list[list[int]], boxes: np.ndarray) -> list[list[
     return merged
 
 
-def _join_broken(glyphs: list[list[int]], boxes: np.ndarray, height: float, letter_width: float) -> list[list[int]]:
+def _join_broken(glyphs: list[list[int]], boxes: np.ndarray, sizes: SizeBands) -> list[list[int]]:
     """Join a short piece to the glyph its box touches when together they are no wider than a wide letter.
 
     A letter whose pen lifted or whose faint join was lost (the stem of a d, a k
@@ -215,8 +265,9 @@ def _join_broken(glyphs: list[list[int]], boxes: np.ndarray, height: float, lett
     for glyph in glyphs:
         if joined:
             a, b = np.array(_glyph_box(joined[-1], boxes)), np.array(_glyph_box(glyph, boxes))
-            short = min(a[3] - a[1], b[3] - b[1]) < BROKEN_PIECE * height
-            if short and b[0] <= a[2] and max(a[2], b[2]) - a[0] <= 1.5 * letter_width:
+            tall = max(a[3] - a[1], b[3] - b[1])   # the letter's size is the larger piece's
+            short = min(a[3] - a[1], b[3] - b[1]) < BROKEN_PIECE * sizes.height(tall)
+            if short and b[0] <= a[2] and max(a[2], b[2]) - a[0] <= 1.5 * sizes.width(tall):
                 joined[-1] = joined[-1] + glyph
                 continue
         joined.append(list(glyph))
@@ -230,11 +281,15 @@ def word_gap_threshold(gaps: np.ndarray, height: float, stroke: float) -> float:
     the narrow group's (plus a stroke width: touching letters have gap ~0). With
     one group only (every gap alike), the gaps are word gaps if they are wider
     than half a letter height, as between the widely spaced letters of a form.
+    Gaps wider than WIDE_GAP letter heights (between the fields of a form, the
+    columns of a table) are word gaps whatever the rest; they count as that wide
+    only, so that a few of them cannot draw the split away from the word gaps.
     """
     gaps = np.sort(np.asarray(gaps, np.float64))
     if gaps.size >= 2:
-        split = otsu_split(gaps)
-        lo, hi = gaps[:split], gaps[split:]
+        clipped = np.minimum(gaps, WIDE_GAP * height) if height > 0 else gaps
+        split = otsu_split(clipped)
+        lo, hi = clipped[:split], clipped[split:]
         if hi.mean() >= 2.0 * lo.mean() + stroke:
             return float((lo.max() + hi.min()) / 2)
     typical = float(np.median(gaps)) if gaps.size else 0.0
@@ -306,17 +361,17 @@ def analyse(mask: np.ndarray) -> Layout:
     line_glyphs = [[stacked[main[i]] for i in g] for g in groups]
     _attach_marks([stacked[i] for i in np.flatnonzero(dots)], line_glyphs, boxes, height)
     line_glyphs = [_merge_overlapping(glyphs, boxes) for glyphs in line_glyphs]
-    letter_width = _typical_letter_width(line_glyphs, boxes, height)
-    line_glyphs = [_join_broken(glyphs, boxes, height, letter_width) for glyphs in line_glyphs]
-    gaps = []
-    for glyphs in line_glyphs:
-        gaps.extend(_gaps(glyphs, boxes))
-    threshold = word_gap_threshold(np.asarray(gaps), height, stroke)
+    sizes = _size_bands(line_glyphs, boxes, height)
+    line_glyphs = [_join_broken(glyphs, boxes, sizes) for glyphs in line_glyphs]
+    sizes = _size_bands(line_glyphs, boxes, height)
+    # gaps in letter heights of the writing on either side, so that large and small writing share one threshold
+    gaps = [gap for glyphs in line_glyphs for gap in _relative_gaps(glyphs, boxes, sizes)]
+    threshold = word_gap_threshold(np.asarray(gaps), 1.0, stroke / height) if height > 0 else float("inf")
     lines = []
     for glyphs in line_glyphs:
-        lines.append(_build_line(glyphs, boxes, labels, threshold, letter_width, angle))
+        lines.append(_build_line(glyphs, boxes, labels, threshold, sizes, angle))
     kept = sum(len(g) for glyphs in line_glyphs for g in glyphs)
-    return Layout(lines, labels, stroke, height, angle, int(count - kept))
+    return Layout(lines, labels, stroke, height, angle, int(count - kept), sizes)
 
 
 def same_letter(a: np.ndarray, b: np.ndarray) -> bool:
@@ -414,17 +469,25 @@ def _gaps(glyphs: list[list[int]], boxes: np.ndarray) -> list[float]:
     return gaps
 
 
-def _typical_letter_width(line_glyphs: list[list[list[int]]], boxes: np.ndarray, height: float) -> float:
-    """Median width of the page's glyphs no wider than a letter height (single letters in any script)."""
-    widths = np.array([boxes[g, 2].max() - boxes[g, 0].min() for glyphs in line_glyphs for g in glyphs], float)
+def _relative_gaps(glyphs: list[list[int]], boxes: np.ndarray, sizes: SizeBands) -> list[float]:
+    """:func:`_gaps` in letter heights of the writing around each gap (the taller neighbour's)."""
+    tall = [boxes[g, 3].max() - boxes[g, 1].min() for g in glyphs]
+    return [gap / max(sizes.height(max(a, b)), 1.0) for gap, a, b in zip(_gaps(glyphs, boxes), tall, tall[1:])]
+
+
+def _size_bands(line_glyphs: list[list[list[int]]], boxes: np.ndarray, height: float) -> SizeBands:
+    """The page's glyph sizes; its typical letter width is the median width of the glyphs no wider than a letter
+    height (single letters in any script)."""
+    gboxes = np.array([_glyph_box(g, boxes) for glyphs in line_glyphs for g in glyphs], float).reshape(-1, 4)
+    widths, heights = gboxes[:, 2] - gboxes[:, 0], gboxes[:, 3] - gboxes[:, 1]
     narrow = widths[widths <= height]
-    return float(np.median(narrow)) if narrow.size else height
+    return SizeBands.of(np.stack([widths, heights], 1), height, float(np.median(narrow)) if narrow.size else height)
 
 
 def _build_line(glyphs: list[list[int]], boxes: np.ndarray, labels: np.ndarray, threshold: float,
-                letter_width: float, angle: float) -> Line:
+                sizes: SizeBands, angle: float) -> Line:
     words: list[list[list[int]]] = [[glyphs[0]]]
-    gaps = _gaps(glyphs, boxes)
+    gaps = _relative_gaps(glyphs, boxes, sizes)
     for glyph, gap in zip(glyphs[1:], gaps):
         if gap > threshold:
             words.append([glyph])
@@ -433,6 +496,7 @@ def _build_line(glyphs: list[list[int]], boxes: np.ndarray, labels: np.ndarray, 
     built = []
     for word in words:
         widths = [boxes[g, 2].max() - boxes[g, 0].min() for g in word]
+        letter_width = sizes.width(float(np.median([boxes[g, 3].max() - boxes[g, 1].min() for g in word])))
         pieces = [int(w // letter_width) if w > MULTI_LETTER * letter_width else 1 for w in widths]
         joined = sum(w for w, n in zip(widths, pieces) if n > 1)
         # Printed letters touch now and then; joined-up writing is mostly multi-letter glyphs.

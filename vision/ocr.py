@@ -149,8 +149,7 @@ def read_array(path: Path, rgb: np.ndarray, classify: Classifier, lm: LanguageHe
     for li, words in enumerate(lines):
         if lm is not None and hasattr(lm.scorer, "reset"):
             lm.scorer.reset()   # lines are read independently: the scorer's cache of histories starts afresh
-        letters.extend(_read_line(li, words, probs, layout.letter_height, layout.lines[li].angle_degrees, lm,
-                                  beam_width))
+        letters.extend(_read_line(li, words, probs, layout, lm, beam_width))
     for letter in letters:
         letter.box = tuple(int(v * factor) for v in letter.box)   # type: ignore[assignment]
     height, width = rgb.shape[:2]
@@ -191,7 +190,8 @@ def _glyphs(word: Word, layout: Layout, darkness: np.ndarray) -> list[_Glyph]:
         if letter.columns is not None:
             run.append(letter)
             continue
-        wide = (letter.box[2] - letter.box[0]) > WIDE_GLYPH * _median_width(widths, layout.letter_height)
+        tall = layout.height_near(letter.box[3] - letter.box[1])
+        wide = (letter.box[2] - letter.box[0]) > WIDE_GLYPH * _median_width(widths, tall)
         glyphs.append(_glyph(layout, darkness, letter.box, letter.components, cut=wide))
     return glyphs
 
@@ -212,14 +212,19 @@ def _add_crops(glyph: _Glyph, layout: Layout, inks: list[np.ndarray]) -> None:
         return
     points = cuts.cut_points(glyph.ink > 0.5, layout.stroke)
     glyph.n_cuts = len(points)
-    glyph.pieces = cuts.pieces(points, layout.letter_height)
+    glyph.pieces = cuts.pieces(points, _height(glyph, layout))
     for piece in glyph.pieces:
         glyph.crops.append(len(inks))
         inks.append(cuts.piece_ink(glyph.ink, piece))
 
 
-def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, height: float, angle: float,
-               lm: LanguageHelp | None, beam_width: int) -> list[ReadLetter]:
+def _height(glyph: _Glyph, layout: Layout) -> float:
+    """Letter height of the writing the glyph belongs to (a page may hold several sizes)."""
+    return layout.height_near(glyph.box[3] - glyph.box[1])
+
+
+def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, layout: Layout, lm: LanguageHelp | None,
+               beam_width: int) -> list[ReadLetter]:
     """Build the line's lattice, search it, and turn the best path into letters.
 
     Each arc's letter posteriors are weighed by where its box sits on the line
@@ -229,6 +234,7 @@ def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, height: fl
     boxes.update({glyph.crops[k]: _piece_box(glyph, piece) for glyphs in words for glyph in glyphs if glyph.cut
                   for k, piece in enumerate(glyph.pieces)})
     crops = sorted(boxes)
+    angle = layout.lines[li].angle_degrees
     prior = dict(zip(crops, heights.line_priors(np.array([boxes[c] for c in crops]), angle)))
     arcs: list[Arc] = []
     meaning: list[tuple[int, _Glyph, int] | None] = []   # per arc: (word, glyph, piece or -1) or None (space)
@@ -251,7 +257,7 @@ def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, height: fl
                        if glyph.ink[:, piece.x0:piece.x1].any() else None)
                 if row is None:
                     continue
-                bonus = PIECE_BONUS + cuts.width_prior(piece.x1 - piece.x0, height)
+                bonus = PIECE_BONUS + cuts.width_prior(piece.x1 - piece.x0, _height(glyph, layout))
                 arcs.append(Arc(node + piece.first, node + piece.last, row, bonus))
                 meaning.append((wi, glyph, k))
             node += glyph.n_cuts - 1
