@@ -7,8 +7,9 @@ works for a 400-pixel scan and a 12-megapixel photo:
   one page holds writing of several sizes (a form's small printed labels and the
   large hand print filled in), a glyph is measured against the glyphs of its own
   size (:class:`SizeBands`).
-- word gaps: the page's gaps between neighbouring glyphs fall into two groups
-  (within a word, between words); the split between them is found per page.
+- word gaps: the page's gaps between neighbouring glyphs, in letter heights of
+  the writing on either side, fall into two groups (within a word, between
+  words); the split between them is found per page.
 A *glyph* is a set of connected components that form one letter (a broken stroke,
 the dot of an i) or, in joined-up writing, several letters.
 """
