@@ -58,8 +58,8 @@ def beam_search(n_nodes: int, arcs: Sequence[Arc], scorer: Scorer | None = None,
     Nodes are visited in order; the ``width`` best hypotheses reaching a node are
     extended along every arc leaving it by each hypothesis's ``width`` best
     symbols. Hypotheses with the same symbols reaching the same node are one (the
-    better is kept). Without a scorer (or with weight 0) the search is an exact
-    Viterbi over the lattice, whatever the width.
+    better is kept). Without a scorer (or with weight 0) no history matters: the
+    search is an exact Viterbi over the lattice and returns the one best path.
     """
     if n_nodes < 1:
         raise ValueError("a lattice needs at least one node")
@@ -71,7 +71,8 @@ def beam_search(n_nodes: int, arcs: Sequence[Arc], scorer: Scorer | None = None,
             raise ValueError(f"arc {index} runs from node {arc.start} to {arc.end}, outside 0..{n_nodes - 1} "
                              "or backwards")
         leaving[arc.start].append(index)
-    use_scorer = scorer is not None and weight != 0.0
+    if scorer is None or weight == 0.0:
+        return _viterbi(n_nodes, arcs, leaving)
     reached: list[dict[tuple[int, ...], Hypothesis]] = [{} for _ in range(n_nodes)]
     reached[0][()] = Hypothesis((), (), 0.0)
     for node in range(n_nodes - 1):
@@ -79,17 +80,42 @@ def beam_search(n_nodes: int, arcs: Sequence[Arc], scorer: Scorer | None = None,
         reached[node] = {}
         if not beam or not leaving[node]:
             continue
-        prior = np.array([h.score for h in beam])[:, None]
-        if use_scorer:
-            lm = np.exp(np.asarray(scorer([h.symbols for h in beam]), np.float64))   # type: ignore[misc]
-            k = lm.shape[1]
-            prior = prior + weight * np.log(k * ((1 - mix) * lm + mix / k))
+        lm = np.exp(np.asarray(scorer([h.symbols for h in beam]), np.float64))
+        k = lm.shape[1]
+        prior = np.array([h.score for h in beam])[:, None] + weight * np.log(k * ((1 - mix) * lm + mix / k))
         for index in leaving[node]:
             arc = arcs[index]
             total = prior + arc.log_probs[None, :] + arc.bonus
             _extend(reached[arc.end], beam, total, index, width)
     final = sorted(reached[n_nodes - 1].values(), key=lambda h: -h.score)
     return final[:width] if n_nodes > 1 else [Hypothesis((), (), 0.0)]
+
+
+def _viterbi(n_nodes: int, arcs: Sequence[Arc], leaving: list[list[int]]) -> list[Hypothesis]:
+    """The best path when every arc's score is its own: each node keeps its best score and the arc that gave it."""
+    best = np.full(n_nodes, -np.inf)
+    best[0] = 0.0
+    came: list[tuple[int, int] | None] = [None] * n_nodes    # (arc, symbol) of each node's best incoming step
+    for node in range(n_nodes - 1):
+        if not math.isfinite(best[node]):
+            continue
+        for index in leaving[node]:
+            arc = arcs[index]
+            symbol = int(np.argmax(arc.log_probs))
+            score = best[node] + float(arc.log_probs[symbol]) + arc.bonus
+            if score > best[arc.end]:
+                best[arc.end], came[arc.end] = score, (index, symbol)
+    if n_nodes == 1:
+        return [Hypothesis((), (), 0.0)]
+    if not math.isfinite(best[-1]):
+        return []
+    steps, node = [], n_nodes - 1
+    while node:
+        index, symbol = came[node]   # type: ignore[misc]
+        steps.append((index, symbol))
+        node = arcs[index].start
+    steps.reverse()
+    return [Hypothesis(tuple(s for _, s in steps), tuple(i for i, _ in steps), float(best[-1]))]
 
 
 def _extend(into: dict[tuple[int, ...], Hypothesis], beam: list[Hypothesis], total: np.ndarray, arc: int,

@@ -57,6 +57,22 @@ def test_lattice_picks_the_better_segmentation() -> None:
     assert beam_search(3, penalised)[0].arcs == (0,)
 
 
+def test_without_a_scorer_the_best_segmentation_is_exact() -> None:
+    """On random lattices of alternative segmentations, the scorer-free search (a Viterbi) finds the path that
+    a search wide enough to keep every hypothesis finds, with the same score."""
+    rng = np.random.default_rng(2)
+    uniform = lambda histories: np.full((len(histories), 4), -np.log(4))   # noqa: E731
+    for _ in range(20):
+        n = 7
+        arcs = [Arc(a, b, np.log(rng.dirichlet(np.full(4, 0.5))), float(rng.normal()))
+                for a in range(n - 1) for b in range(a + 1, min(n, a + 4)) if b == a + 1 or rng.random() < 0.6]
+        exact = beam_search(n, arcs)
+        wide = beam_search(n, arcs, uniform, weight=1.0, width=4 ** n)[0]
+        assert len(exact) == 1
+        assert exact[0].score == pytest.approx(wide.score)
+        assert exact[0].arcs == wide.arcs and exact[0].symbols == wide.symbols
+
+
 def test_fixed_arcs_and_impossible_symbols() -> None:
     """An arc with one finite symbol (a space) is always read as that symbol."""
     space = np.array([-np.inf, -np.inf, 0.0])
