@@ -366,11 +366,12 @@ def analyse(mask: np.ndarray) -> Layout:
     line_glyphs = [_join_broken(glyphs, boxes, sizes) for glyphs in line_glyphs]
     sizes = _size_bands(line_glyphs, boxes, height)
     # gaps in letter heights of the writing on either side, so that large and small writing share one threshold
-    gaps = [gap for glyphs in line_glyphs for gap in _relative_gaps(glyphs, boxes, sizes)]
-    threshold = word_gap_threshold(np.asarray(gaps), 1.0, stroke / height) if height > 0 else float("inf")
+    line_gaps = [_relative_gaps(glyphs, boxes, sizes) for glyphs in line_glyphs]
+    gaps = np.array([gap for gaps in line_gaps for gap in gaps])
+    threshold = word_gap_threshold(gaps, 1.0, stroke / height) if height > 0 else float("inf")
     lines = []
-    for glyphs in line_glyphs:
-        lines.append(_build_line(glyphs, boxes, labels, threshold, sizes, angle))
+    for glyphs, gaps_of_line in zip(line_glyphs, line_gaps):
+        lines.append(_build_line(glyphs, gaps_of_line, boxes, labels, threshold, sizes, angle))
     kept = sum(len(g) for glyphs in line_glyphs for g in glyphs)
     return Layout(lines, labels, stroke, height, angle, int(count - kept), sizes)
 
@@ -485,10 +486,10 @@ def _size_bands(line_glyphs: list[list[list[int]]], boxes: np.ndarray, height: f
     return SizeBands.of(np.stack([widths, heights], 1), height, float(np.median(narrow)) if narrow.size else height)
 
 
-def _build_line(glyphs: list[list[int]], boxes: np.ndarray, labels: np.ndarray, threshold: float,
-                sizes: SizeBands, angle: float) -> Line:
+def _build_line(glyphs: list[list[int]], gaps: list[float], boxes: np.ndarray, labels: np.ndarray,
+                threshold: float, sizes: SizeBands, angle: float) -> Line:
+    """Split a line's glyphs into words where a (relative) gap exceeds the threshold; find each word's letters."""
     words: list[list[list[int]]] = [[glyphs[0]]]
-    gaps = _relative_gaps(glyphs, boxes, sizes)
     for glyph, gap in zip(glyphs[1:], gaps):
         if gap > threshold:
             words.append([glyph])
