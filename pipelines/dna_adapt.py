@@ -13,7 +13,11 @@ data. No annotation is read. Per strand:
 - everything else is left out of the loss (``IGNORE``).
 
 Then ``steps`` AdamW steps on random windows of the genome (both strands, as in
-training) update the coding model only; the language model is left as it is.
+training), the learning rate decaying along a cosine to 0, update the coding model only;
+the language model is left as it is. The step count and schedule were chosen on the loss
+of pseudo-labelled windows held out from the sample (no annotation): on H. influenzae
+that loss fell from 0.148 to 0.058 in 200 steps with the cosine, where 400 steps at a
+constant rate wandered between 0.06 and 0.12 and ended at 0.057.
 
 The genome is streamed: a seeded reservoir keeps at most ``max_bases`` of it, in pieces
 of ``PIECE`` bp, whatever the input's size, and only the kept pieces are labelled (their
@@ -35,7 +39,7 @@ from threadpoolctl import threadpool_limits
 from seqdl.errors import SeqdlError
 from seqdl.io import progress_bar, warn
 from seqdl.nn import functional as F
-from seqdl.optim import AdamW, clip_grad_norm_
+from seqdl.optim import AdamW, CosineAnnealingLR, clip_grad_norm_
 from seqdl.tensor import Tensor
 from seqdl.training import batch_rng
 
@@ -53,7 +57,7 @@ GC_GAP = 0.05  # a genome whose GC content is further than this from the trainin
 
 @dataclass(frozen=True)
 class AdaptOptions:
-    steps: int = 400
+    steps: int = 200
     lr: float = 1e-3
     batch_size: int = 32
     seq_len: int = 400
@@ -223,6 +227,7 @@ def adapt(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptO
     tuned.load_state_dict(model.state_dict())
     params = tuned.coding.parameters()
     optimizer = AdamW(params, lr=options.lr, weight_decay=0.0)
+    schedule = CosineAnnealingLR(optimizer, options.steps)
     tuned.train()
     # One BLAS thread: the fine-tuned model then does not depend on the machine's thread count (summation order
     # changes the result: F1 0.990 with one thread, 0.981 with two, on H. influenzae), and it is faster too.
@@ -236,6 +241,7 @@ def adapt(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptO
             loss.backward()
             clip_grad_norm_(params, 1.0)
             optimizer.step()
+            schedule.step()
             progress.update(task, advance=1, status=f"loss {float(loss.data):.3f}")
         progress.remove_task(task)
     tuned.eval()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from pipelines.dna_adapt import AdaptOptions
 from pipelines.dna_genes import CallOptions
 from pipelines.dna_model import DnaConfig
 from pipelines.dna_train import DnaTrainOptions
@@ -35,7 +36,7 @@ MODEL = typer.Option(None, "--model", metavar="PATH", help="DNA model. " + defau
 ADAPT = typer.Option(None, "--adapt/--no-adapt", help="First fine-tune on each genome itself, with its long open "
                      "reading frames as labels (a sample of at most 4 Mbp, streamed). " + default_is(
                          "only where the genome's GC content is more than 5 points from the training genome's"))
-ADAPT_STEPS = typer.Option(400, "--adapt-steps", min=1, metavar="N", help="Optimizer steps of --adapt.")
+ADAPT_STEPS = typer.Option(AdaptOptions.steps, "--adapt-steps", min=1, metavar="N", help="Optimizer steps of --adapt.")
 
 
 @train_app.command("dna")
@@ -109,7 +110,6 @@ def eval_dna(
     """Base-level coding P/R/F1 per strand, gene 3'-end and exact (both ends) sensitivity/precision, 5'-end
     accuracy and bits/base against annotation."""
     from pipelines import dna_model
-    from pipelines.dna_adapt import AdaptOptions
     from pipelines.dna_eval import evaluate
 
     from ..io import expand_inputs
@@ -162,7 +162,6 @@ def scan(
 ) -> None:
     """Stream FASTA through the coding and DNA language models: windows to Parquet, genes to BED/GFF3."""
     from pipelines import dna_model
-    from pipelines.dna_adapt import AdaptOptions
     from pipelines.scan import ScanOptions, default_out, scan_files
 
     from ..batch import is_batch_out
