@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from threadpoolctl import threadpool_limits
+
+import pipelines.dna_adapt as dna_adapt
 import seqdl
-from pipelines.dna_adapt import IGNORE, AdaptOptions, adapt, long_orfs, open_stretch, pseudo_labels
+from pipelines.dna_adapt import IGNORE, AdaptOptions, adapt, coding_loss, long_orfs, open_stretch, pseudo_labels
 from pipelines.dna_model import KIND, DnaConfig, DnaModel
 from pipelines.fasta import decode, encode, reverse_complement
 from pipelines.scan import ScanOptions, read_scan_metadata, scan_files
@@ -51,6 +55,33 @@ def test_adapt_changes_only_the_coding_model():
     before, after = model.state_dict(), tuned.state_dict()
     assert any(not np.array_equal(before[k], after[k]) for k in before if k.startswith("coding."))
     assert all(np.array_equal(before[k], after[k]) for k in before if k.startswith("lm."))
+
+
+def test_adapt_is_the_same_whether_the_halves_run_side_by_side_or_not():
+    """Each batch's two halves run on two threads when a second core is free, else one after the other: the same
+    model either way (each product on one BLAS thread, gradients added in a fixed order), and the halves'
+    gradients add up to the whole batch's (the same fine-tuning as one model on the whole batch, to round-off)."""
+    seqdl.manual_seed(0)
+    model = DnaModel(DnaConfig(channels=4, hidden=6, lm_hidden=4, tile=50, context=10))
+    codes = {"x": encode(("TAAT" * 40 + "ATG" + BODY + "TAA") * 3)}
+    options = AdaptOptions(steps=4, batch_size=4, seq_len=100)
+    with threadpool_limits(limits=2, user_api="blas"):
+        side_by_side = adapt(model, codes, options, quiet=True).state_dict()
+    with threadpool_limits(limits=1, user_api="blas"):
+        in_turn = adapt(model, codes, options, quiet=True).state_dict()
+    assert all(np.array_equal(side_by_side[k], in_turn[k]) for k in side_by_side)
+
+    batch, targets = dna_adapt.Batches(dna_adapt.Genome(codes, {"x": dna_adapt.pseudo_labels(codes["x"], options)},
+                                                       {}), [dna_adapt.Region("x", 0, len(codes["x"]))],
+                                       100).draw(np.random.default_rng(1), 4)
+    whole = dna_adapt._copy(model)
+    coding_loss(whole, batch, targets).backward()
+    halves = (dna_adapt._copy(model), dna_adapt._copy(model))
+    with ThreadPoolExecutor(2) as pool:
+        losses = dna_adapt._half_step(pool, halves, batch, targets)
+    assert sum(losses) == pytest.approx(float(coding_loss(whole, batch, targets).data), rel=1e-5)
+    for p, a, b in zip(whole.coding.parameters(), *(h.coding.parameters() for h in halves)):
+        np.testing.assert_allclose(a.grad + b.grad, p.grad, rtol=1e-4, atol=1e-6)
 
 
 def test_scan_with_adapt_records_it_in_the_metadata(tmp_path):
