@@ -43,7 +43,6 @@ from seqdl.io import progress_bar, warn
 from seqdl.nn import functional as F
 from seqdl.optim import AdamW, CosineAnnealingLR, clip_grad_norm_
 from seqdl.tensor import Tensor
-from seqdl.threads import blas_threads
 from seqdl.training import batch_rng
 
 from .dna_data import Genome, Region
@@ -196,7 +195,7 @@ def needs_adapt(model: DnaModel, source: Path | dict[str, np.ndarray]) -> bool:
 
 
 def adapted_for(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptOptions | None,
-                quiet: bool = False, progress: Progress | None = None) -> DnaModel:
+                quiet: bool = False, progress: Progress | None = None, threads: int = 2) -> DnaModel:
     """The model to scan ``source`` with: ``model`` itself without ``options``, or when ``options.auto`` and
     :func:`needs_adapt` says no; else :func:`adapt`'s (with a note on stderr when chosen automatically)."""
     if options is None:
@@ -208,14 +207,15 @@ def adapted_for(model: DnaModel, source: Path | dict[str, np.ndarray], options: 
             where = f"{source}: " if isinstance(source, Path) else ""
             sys.stderr.write(f"seqdl: {where}GC content more than {GC_GAP * 100:.0f} points from the model's training "
                              "genome: adapting to it first (--no-adapt skips this)\n")
-    return adapt(model, source, options, quiet, progress)
+    return adapt(model, source, options, quiet, progress, threads)
 
 
 def adapt(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptOptions = AdaptOptions(),
-          quiet: bool = False, progress: Progress | None = None) -> DnaModel:
+          quiet: bool = False, progress: Progress | None = None, threads: int = 2) -> DnaModel:
     """A copy of ``model`` whose coding model is fine-tuned on ``source`` (a FASTA file, streamed, or record ->
     bases); ``progress``: a live progress display to add a task to (rich allows one at a time), else one of our
-    own unless ``quiet``. Without a long ORF to learn from, ``model`` itself, with a warning."""
+    own unless ``quiet``; ``threads``: cores it may use (two at most help). Without a long ORF to learn from,
+    ``model`` itself, with a warning."""
     sample = reservoir(pieces_of(source), options)
     codes = {piece[0]: piece[1] for piece in sample}
     labels = {piece[0]: piece_labels(piece, options) for piece in sample}
@@ -234,8 +234,7 @@ def adapt(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptO
     # core is free. Every product runs on one BLAS thread and the halves' gradients are added in a fixed order,
     # so the fine-tuned model is the same on any machine, whether the halves ran together or one after the other
     # (summation order changes the result: F1 0.990 with one BLAS thread, 0.981 with two, on H. influenzae).
-    workers = min(2, blas_threads())
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool, \
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(min(2, max(threads, 1))) as pool, \
             nullcontext(progress) if progress is not None else progress_bar(quiet, "steps") as progress:
         task = progress.add_task("adapting", total=options.steps, status="")
         for step in range(options.steps):

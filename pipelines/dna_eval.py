@@ -30,7 +30,7 @@ from .annotation import read_annotation
 from .dna_adapt import AdaptOptions, adapted_for
 from .dna_data import Region, parse_region
 from .dna_genes import CallOptions, call_genes, call_mask
-from .dna_model import DnaModel, TileScores, load_dna_model, score
+from .dna_model import THREADS, DnaModel, TileScores, load_dna_model, score
 from .fasta import read_records
 from .scan import MARGIN
 
@@ -56,14 +56,15 @@ def _three_prime_counts(predicted: set[tuple[int, int, int]], annotated: set[tup
     return len(calls & truth), len(calls), len(truth)
 
 
-def _scores(model: DnaModel, codes: np.ndarray, lo: int, hi: int, advance: Callable[[int], None]) -> TileScores:
+def _scores(model: DnaModel, codes: np.ndarray, lo: int, hi: int, advance: Callable[[int], None],
+            threads: int) -> TileScores:
     """:func:`score` of ``codes[lo:hi]`` (``lo`` on a tile edge) in pieces of about ``SCORE_PIECE`` bp (whole
     tiles: the same results as in one piece), for the bar."""
     step = max(SCORE_PIECE // model.config.tile, 1) * model.config.tile
     parts = []
     for start in range(lo, hi, step):
         end = min(start + step, hi)
-        parts.append(score(model, codes, 0, start, end, len(codes)))
+        parts.append(score(model, codes, 0, start, end, len(codes), threads=threads))
         advance(end - start)
     return TileScores(np.concatenate([p.coding for p in parts], axis=2),
                       np.concatenate([p.bits for p in parts], axis=1))
@@ -71,9 +72,9 @@ def _scores(model: DnaModel, codes: np.ndarray, lo: int, hi: int, advance: Calla
 
 def evaluate(model_path: Path, fasta: Path, annotation: Path, regions: list[str] | None = None,
              options: CallOptions = CallOptions(), adapt_options: AdaptOptions | None = None,
-             quiet: bool = True) -> dict[str, Any]:
+             quiet: bool = True, threads: int = THREADS) -> dict[str, Any]:
     """The metrics above; with ``adapt_options`` the model is first fine-tuned on the FASTA (never the annotation),
-    or with ``auto`` set only where :func:`dna_adapt.needs_adapt` says so."""
+    or with ``auto`` set only where :func:`dna_adapt.needs_adapt` says so; ``threads``: the cores to use."""
     started = time.monotonic()
     model, _ = load_dna_model(model_path)
     records = read_records(fasta)
@@ -81,7 +82,7 @@ def evaluate(model_path: Path, fasta: Path, annotation: Path, regions: list[str]
     notes = read_annotation(annotation)
     labels = notes.labels(lengths)
     given = model
-    model = adapted_for(model, Path(fasta), adapt_options, quiet)
+    model = adapted_for(model, Path(fasta), adapt_options, quiet, threads=threads)
     stretches = ([parse_region(text, lengths) for text in regions] if regions
                  else [Region(name, 0, length) for name, length in lengths.items()])
     counts = np.zeros((4, 3), np.int64)  # rows: genes, raw, 3' ends, both ends; columns: tp, predicted, true
@@ -92,7 +93,7 @@ def evaluate(model_path: Path, fasta: Path, annotation: Path, regions: list[str]
         task = progress.add_task("scoring", total=sum(hi - lo for lo, hi in spans), status="")
         for region, (lo, hi) in zip(stretches, spans):
             codes = records[region.record]
-            scores = _scores(model, codes, lo, hi, lambda n: progress.advance(task, n))
+            scores = _scores(model, codes, lo, hi, lambda n: progress.advance(task, n), threads)
             length = len(codes)
             calls = call_genes(codes[lo:hi], scores.coding, options, genes=model.genes)
             a, b = region.start - lo, region.end - lo

@@ -316,7 +316,7 @@ def scan_files(paths: list[Path], model_path: Path, out: Path, options: ScanOpti
     with ExitStack() as stack:
         progress = stack.enter_context(progress_bar(quiet))
         # Each input's model first (adapted or not), so the file's metadata can say which inputs were adapted to.
-        tuned = {path: adapted_for(model, path, options.adapt, quiet, progress) for path in paths}
+        tuned = {path: adapted_for(model, path, options.adapt, quiet, progress, options.threads) for path in paths}
         adapted = [str(path) for path in paths if tuned[path] is not model]
         metadata["seqdl.adapted_inputs"] = json.dumps(adapted)
         outputs = Outputs(stack, out, metadata, bed, gff, bedgraph, options.stride)

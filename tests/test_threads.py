@@ -88,3 +88,15 @@ def test_sampling_runs_on_one_blas_thread(monkeypatch):
     with pytest.raises(SystemExit) as stop:
         cli.main(["textgen", "--no-train", "--length", "5", "--seed", "1", "--quiet"])
     assert stop.value.code == 0 and seen == [1]
+
+
+@pytest.mark.parametrize("command", [["scan"], ["eval", "dna"], ["eval", "text"], ["eval", "letters"],
+                                     ["train", "dna"], ["train", "letters"], ["textgen"],
+                                     ["ocr"]])
+def test_every_compute_command_takes_threads(command, capfd):
+    """``--threads N`` overrides the plan on every command that runs a model."""
+    from seqdl import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*command, "--help"])
+    assert stop.value.code == 0 and "--threads" in capfd.readouterr().out

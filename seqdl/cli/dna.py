@@ -104,6 +104,7 @@ def eval_dna(
                                                "region (repeatable), e.g. the held-out one. " + default_is("all")),
     adapt: Optional[bool] = ADAPT,
     adapt_steps: int = ADAPT_STEPS,
+    threads: Optional[int] = THREADS,
     quiet: bool = quiet_option(),
     as_json: bool = json_option("JSON Lines: one object per genome."),
 ) -> None:
@@ -118,9 +119,10 @@ def eval_dna(
         raise SeqdlError(f"give one --annotation per --fasta ({len(fasta)} FASTA, {len(annotation)} annotations)")
     expand_inputs([*fasta, *annotation])
     adapt_options = None if adapt is False else AdaptOptions(steps=adapt_steps, auto=adapt is None)
+    side_by_side = thread_plan(threads).threads("large")   # scoring and adapting run tasks on one BLAS thread each
     for fasta_path, notes in zip(fasta, annotation):
         record = evaluate(model or dna_model.default_model_path(), fasta_path, notes, region,
-                          adapt_options=adapt_options, quiet=quiet)
+                          adapt_options=adapt_options, quiet=quiet, threads=side_by_side)
         if as_json:
             emit_json(record)
         else:
