@@ -92,7 +92,7 @@ def test_sampling_runs_on_one_blas_thread(monkeypatch):
 
 @pytest.mark.parametrize("command", [["scan"], ["eval", "dna"], ["eval", "text"], ["eval", "letters"],
                                      ["train", "dna"], ["train", "letters"], ["textgen"],
-                                     ["ocr"]])
+                                     ["ocr"], ["segment"]])
 def test_every_compute_command_takes_threads(command, capfd):
     """``--threads N`` overrides the plan on every command that runs a model."""
     from seqdl import cli
