@@ -15,10 +15,10 @@ data. No annotation is read. Per strand:
 Then ``steps`` AdamW steps on random windows of the genome (both strands, as in
 training), the learning rate decaying along a cosine to 0, update the coding model only;
 the language model is left as it is. Each batch's two halves run on the two cores where
-both are free (the result is the same where they are not). The step count and schedule were chosen on the loss
-of pseudo-labelled windows held out from the sample (no annotation): on H. influenzae
-that loss fell from 0.148 to 0.058 in 200 steps with the cosine, where 400 steps at a
-constant rate wandered between 0.06 and 0.12 and ended at 0.057.
+both are free (the result is the same where they are not). The step count and schedule
+were chosen on the loss of pseudo-labelled windows held out from the sample (no
+annotation): on H. influenzae that loss fell from 0.148 to 0.058 in 200 steps with the
+cosine, where 400 steps at a constant rate wandered between 0.06 and 0.12 and ended at 0.057.
 
 The genome is streamed: a seeded reservoir keeps at most ``max_bases`` of it, in pieces
 of ``PIECE`` bp, whatever the input's size, and only the kept pieces are labelled (their
@@ -47,7 +47,7 @@ from seqdl.training import batch_rng
 
 from .dna_data import Genome, Region
 from .dna_genes import START_CODONS, STOPS, GeneCall, codons, resolve_overlaps
-from .dna_model import CLASSES, DnaModel, one_hot
+from .dna_model import CLASSES, THREADS, DnaModel, one_hot
 from .dna_train import Batches
 from .fasta import N, FastaReader, reverse_complement
 
@@ -195,7 +195,7 @@ def needs_adapt(model: DnaModel, source: Path | dict[str, np.ndarray]) -> bool:
 
 
 def adapted_for(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptOptions | None,
-                quiet: bool = False, progress: Progress | None = None, threads: int = 2) -> DnaModel:
+                quiet: bool = False, progress: Progress | None = None, threads: int = THREADS) -> DnaModel:
     """The model to scan ``source`` with: ``model`` itself without ``options``, or when ``options.auto`` and
     :func:`needs_adapt` says no; else :func:`adapt`'s (with a note on stderr when chosen automatically)."""
     if options is None:
@@ -211,7 +211,7 @@ def adapted_for(model: DnaModel, source: Path | dict[str, np.ndarray], options: 
 
 
 def adapt(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptOptions = AdaptOptions(),
-          quiet: bool = False, progress: Progress | None = None, threads: int = 2) -> DnaModel:
+          quiet: bool = False, progress: Progress | None = None, threads: int = THREADS) -> DnaModel:
     """A copy of ``model`` whose coding model is fine-tuned on ``source`` (a FASTA file, streamed, or record ->
     bases); ``progress``: a live progress display to add a task to (rich allows one at a time), else one of our
     own unless ``quiet``; ``threads``: cores it may use (two at most help). Without a long ORF to learn from,
