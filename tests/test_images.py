@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from seqdl.errors import SeqdlError
-from vision.images import binarise, darkest_channel, ink_darkness, load_rgb, load_rgb_reduced
+from vision.images import binarise, darkest_channel, ink_darkness, load_rgb
 
 PAPER = {"white": (250, 250, 250), "cream": (246, 238, 214), "grey": (200, 200, 196)}
 INK = {"black": (20, 20, 20), "blue": (30, 45, 150), "pencil": (120, 120, 125)}
@@ -35,27 +35,6 @@ def test_exif_orientation_is_applied(tmp_path):
     x0, y0, x1, y1 = ink_box(rgb)
     # Turned clockwise, the square in the top-left corner ends up in the top-right corner.
     assert 80 - 30 - 2 <= x0 and x1 <= 80 - 10 + 2 and 15 - 2 <= y0 and y1 <= 35 + 2
-
-
-def test_a_large_jpeg_is_decoded_at_the_size_it_will_be_read_at(tmp_path):
-    big = np.kron(page_with_square(size=(150, 100)), np.ones((8, 8, 1), np.uint8))   # 1200x800, square at 120..280
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.fromarray(big).save(tmp_path / "big.jpg", quality=95, exif=exif)
-    Image.fromarray(big).save(tmp_path / "big.png")
-    asked = []
-
-    def factor(pixels: int) -> int:
-        asked.append(pixels)
-        return 6   # read reduced by 6: decoded at 1/2, the rest left to the reader
-
-    rgb, full = load_rgb_reduced(tmp_path / "big.jpg", factor=factor)
-    assert asked == [1200 * 800] and full == (1200, 800) and rgb.shape == (600, 400, 3)
-    whole = load_rgb(tmp_path / "big.jpg")
-    halved = np.asarray(Image.fromarray(whole).reduce(2), np.int16)
-    assert np.abs(rgb.astype(np.int16) - halved).mean() < 2   # the decoder's scaling ~ a box filter
-    assert load_rgb_reduced(tmp_path / "big.png", factor=factor)[0].shape == (800, 1200, 3)   # not a JPEG: whole
-    assert load_rgb_reduced(tmp_path / "big.jpg", factor=lambda pixels: 3)[0].shape == (1200, 800, 3)
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "L", "LA", "1", "CMYK", "I;16", "I", "F"])

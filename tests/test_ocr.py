@@ -5,13 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from pipelines.text_model import load_text_model
 from pipelines.text_scorer import CharModelScorer
 from seqdl.beam import beam_search, chain
 from vision import cuts, emnist, heights, ocr, render
-from vision.images import load_rgb
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 
@@ -158,31 +156,3 @@ def test_bmitt_capitals(classify, shared_data) -> None:
     assert len(lines) == len(truth)
     assert ocr.character_accuracy(page.text, "\n".join(truth)) >= 0.95
     assert all(ocr.character_accuracy(a, b) >= 0.8 for a, b in zip(lines, truth))   # each line where it belongs
-
-
-def test_a_large_jpeg_reads_the_same_decoded_reduced(tmp_path, classify, test_letters) -> None:
-    """A page over READ_PIXELS is decoded at the size it is read at: the same text as the whole image read
-    reduced, boxes in the whole page's pixels, and an annotation that draws them where they are."""
-    images, labels = test_letters
-    text = render.random_text(np.random.default_rng(5), 3, (2, 3))
-    page = render.render_page(images, labels, text, seed=5, options=render.Options(letter_height=120, margin=200, specks=0, ruled=False))
-    picture = Image.fromarray(page.rgb)
-    scale = (1.3 * ocr.READ_PIXELS / (picture.width * picture.height)) ** 0.5
-    picture = picture.resize((round(picture.width * scale), round(picture.height * scale)))
-    picture.save(tmp_path / "big.jpg", quality=92)
-    reduced, rgb = ocr.read_file(tmp_path / "big.jpg", classify)
-    whole = ocr.read_array(tmp_path / "big.jpg", load_rgb(tmp_path / "big.jpg"), classify)
-    assert reduced.scale == whole.scale == 2 and rgb.shape[1] < picture.width
-    assert (reduced.width, reduced.height) == (whole.width, whole.height) == picture.size
-    assert ocr.character_accuracy(reduced.text, whole.text) >= 0.95 and len(reduced.lines) == len(text)
-    for a, b in zip(reduced.letters, whole.letters):
-        assert max(abs(u - v) for u, v in zip(a.box, b.box)) <= 8
-    drawn = np.asarray(Image.open(ocr.annotate(reduced, rgb, tmp_path / "big.png")).convert("RGB"), np.int16)
-    boxes = np.abs(drawn - np.array([30, 90, 230])).sum(axis=2) < 60   # the letters' box colour
-    ink = rgb.min(axis=2) < 128
-    scale = drawn.shape[1] / rgb.shape[1]
-    columns, ink_columns = np.flatnonzero(boxes.any(axis=0)), np.flatnonzero(ink.any(axis=0)) * scale
-    rows, ink_rows = np.flatnonzero(boxes.any(axis=1)), np.flatnonzero(ink.any(axis=1)) * scale
-    # the boxes span the ink, drawn on the image as decoded (the letters read are written above the boxes)
-    assert abs(columns[0] - ink_columns[0]) < 12 and abs(columns[-1] - ink_columns[-1]) < 12
-    assert abs(rows[-1] - ink_rows[-1]) < 12

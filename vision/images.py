@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
@@ -38,15 +37,6 @@ def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
 
     Images of more than ``max_pixels`` are refused from their header, before any pixel is decoded.
     """
-    return load_rgb_reduced(path, max_pixels, None)[0]
-
-
-def load_rgb_reduced(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, factor: Callable[[int], int] | None = None
-                     ) -> tuple[np.ndarray, tuple[int, int]]:
-    """:func:`load_rgb`, decoded smaller where that is cheap: ``factor(pixels)`` is the integer factor the caller
-    will reduce a page of that many pixels by; a JPEG is decoded at 1/2, 1/4 or 1/8 of its size where that divides
-    the factor (the decoder's own scaling, a fraction of a full decode's time; other formats whole). Returns the
-    image and the upright page's full (height, width)."""
     path = Path(path)
     if path.is_dir():
         raise SeqdlError("is a directory, expected an image", str(path))
@@ -60,14 +50,8 @@ def load_rgb_reduced(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, fact
             previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
             try:
                 with Image.open(path) as picture:
-                    full = picture.size
-                    if factor:
-                        _draft(picture, factor(full[0] * full[1]))
                     picture.load()
-                    turned = ImageOps.exif_transpose(picture)
-                    if turned.size != picture.size:  # turned by 90 degrees
-                        full = full[::-1]
-                    picture = turned
+                    picture = ImageOps.exif_transpose(picture)
                     rgb = _to_rgb(picture)
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
@@ -81,15 +65,7 @@ def load_rgb_reduced(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, fact
         raise SeqdlError(f"damaged or truncated image: {exc}", str(path)) from exc
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise SeqdlError("image has zero size", str(path))
-    return rgb, (full[1], full[0])
-
-
-def _draft(picture: Image.Image, factor: int) -> None:
-    """Ask the decoder for the image reduced by the largest of 8, 4, 2 that divides ``factor``."""
-    wanted = next(k for k in (8, 4, 2, 1) if factor % k == 0)
-    width, height = picture.size
-    if wanted > 1 and picture.format == "JPEG" and min(width, height) >= wanted * wanted:
-        picture.draft(None, (width // wanted, height // wanted))  # gives exactly 1/wanted (rounded up) when so large
+    return rgb
 
 
 def _is_pdf(path: Path) -> bool:

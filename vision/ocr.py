@@ -26,7 +26,7 @@ from PIL import Image, ImageFont
 from seqdl.beam import Arc, Scorer, beam_search
 
 from . import cuts, emnist, heights
-from .images import MAX_PIXELS, binarise, darkest_channel, ink_darkness, load_rgb, load_rgb_reduced
+from .images import MAX_PIXELS, binarise, darkest_channel, ink_darkness, load_rgb
 from .layout import Box, Layout, Word, analyse
 from .segment import annotation_canvas, annotation_path, letter_ink, pages_in_order
 
@@ -120,24 +120,19 @@ class _Glyph:
 
 # ---------------------------------------------------------------- reading
 def read_array(path: Path, rgb: np.ndarray, classify: Classifier, lm: LanguageHelp | None = None,
-               beam_width: int = BEAM_WIDTH, page_shape: tuple[int, int] | None = None) -> PageText:
-    """Read an already loaded (H, W, 3) uint8 page; boxes are in the page's pixels whatever size it was read at.
+               beam_width: int = BEAM_WIDTH) -> PageText:
+    """Read an already loaded (H, W, 3) uint8 page; boxes are in its pixels whatever size it was read at.
 
     A 12-megapixel photo holds letters 100-200 pixels tall, far more than the
     32-pixel NIST frame a crop is made from, so a page larger than READ_PIXELS is
     read reduced by an integer factor (a box filter), which makes every step
     cheaper; if its strokes would then be thinner than MIN_STROKE it is read at
-    full size. ``page_shape``: the page's (height, width) where ``rgb`` is the page
-    already reduced by an integer factor when it was decoded (:func:`read_file`).
+    full size.
     """
     start = time.perf_counter()
-    height, width = page_shape or rgb.shape[:2]
-    decoded_at = round(width / rgb.shape[1])
-    factor = reading_factor(height * width)
-    darkness, layout = _analyse(rgb, factor // decoded_at)
+    factor = max(1, math.ceil(math.sqrt(rgb.shape[0] * rgb.shape[1] / READ_PIXELS)))
+    darkness, layout = _analyse(rgb, factor)
     if factor > 1 and 0 < layout.stroke < MIN_STROKE:
-        if decoded_at > 1:
-            raise _FullSizeNeeded
         factor = 1
         darkness, layout = _analyse(rgb, factor)
     lines = [[_glyphs(word, layout, darkness) for word in line.words] for line in layout.lines]
@@ -157,16 +152,8 @@ def read_array(path: Path, rgb: np.ndarray, classify: Classifier, lm: LanguageHe
         letters.extend(_read_line(li, words, probs, layout, lm, beam_width))
     for letter in letters:
         letter.box = tuple(int(v * factor) for v in letter.box)   # type: ignore[assignment]
+    height, width = rgb.shape[:2]
     return PageText(path, width, height, layout, letters, time.perf_counter() - start, len(crops), factor)
-
-
-def reading_factor(pixels: int) -> int:
-    """The integer factor a page of ``pixels`` is read reduced by (before the stroke check of :func:`read_array`)."""
-    return max(1, math.ceil(math.sqrt(pixels / READ_PIXELS)))
-
-
-class _FullSizeNeeded(Exception):
-    """A page decoded at a reduced size has strokes too thin to read it reduced."""
 
 
 def _analyse(rgb: np.ndarray, factor: int) -> tuple[np.ndarray, Layout]:
@@ -178,15 +165,10 @@ def _analyse(rgb: np.ndarray, factor: int) -> tuple[np.ndarray, Layout]:
 
 def read_file(path: str | os.PathLike, classify: Classifier, lm: LanguageHelp | None = None,
               max_pixels: int = MAX_PIXELS) -> tuple[PageText, np.ndarray]:
-    """Load and read one page; returns the result and the upright RGB image (for annotation: a large JPEG is
-    decoded at the size it is read at, a few times faster than decoding it whole and reducing it)."""
+    """Load and read one page; returns the result and the upright RGB image (for annotation)."""
     start = time.perf_counter()
-    rgb, page_shape = load_rgb_reduced(path, max_pixels, reading_factor)
-    try:
-        page = read_array(Path(path), rgb, classify, lm, page_shape=page_shape)
-    except _FullSizeNeeded:
-        rgb = load_rgb(path, max_pixels)
-        page = read_array(Path(path), rgb, classify, lm)
+    rgb = load_rgb(path, max_pixels)
+    page = read_array(Path(path), rgb, classify, lm)
     page.seconds = time.perf_counter() - start
     return page, rgb
 
@@ -330,7 +312,6 @@ def annotate(page: PageText, rgb: np.ndarray, out: str | os.PathLike) -> Path:
     from seqdl.io import atomic_path
 
     picture, draw, scale, thick = annotation_canvas(rgb)
-    scale *= rgb.shape[1] / page.width  # the image may have been decoded reduced (read_file)
     size = max(10, round(0.5 * page.layout.letter_height * page.scale * scale))
     font = ImageFont.load_default(size=size)
     for letter in page.letters:
