@@ -86,7 +86,7 @@ def _to_rgb(picture: Image.Image) -> np.ndarray:
         picture = picture.convert("RGBA")
         white = Image.new("RGBA", picture.size, (255, 255, 255, 255))
         picture = Image.alpha_composite(white, picture)
-    return np.asarray(picture.convert("RGB"))
+    return np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))  # convert() would copy an RGB one
 
 
 def darkest_channel(rgb: np.ndarray) -> Image.Image:
