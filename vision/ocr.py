@@ -235,7 +235,8 @@ def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, layout: La
                   for k, piece in enumerate(glyph.pieces)})
     crops = sorted(boxes)
     angle = layout.lines[li].angle_degrees
-    prior = dict(zip(crops, heights.line_priors(np.array([boxes[c] for c in crops]), angle)))
+    prior = heights.line_priors(np.array([boxes[c] for c in crops]), angle)
+    rows = dict(zip(crops, _log_rows(probs[crops], prior)))
     arcs: list[Arc] = []
     meaning: list[tuple[int, _Glyph, int] | None] = []   # per arc: (word, glyph, piece or -1) or None (space)
     node = 0
@@ -248,17 +249,16 @@ def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, layout: La
             node += 1
         for glyph in glyphs:
             if not glyph.cut:
-                arcs.append(Arc(node, node + 1, _log_row(probs[glyph.crops[0]], prior[glyph.crops[0]])))
+                arcs.append(Arc(node, node + 1, rows[glyph.crops[0]]))
                 meaning.append((wi, glyph, -1))
                 node += 1
                 continue
+            inked, height = glyph.ink.any(axis=0), _height(glyph, layout)
             for k, piece in enumerate(glyph.pieces):
-                row = (_log_row(probs[glyph.crops[k]], prior[glyph.crops[k]])
-                       if glyph.ink[:, piece.x0:piece.x1].any() else None)
-                if row is None:
+                if not inked[piece.x0:piece.x1].any():
                     continue
-                bonus = PIECE_BONUS + cuts.width_prior(piece.x1 - piece.x0, _height(glyph, layout))
-                arcs.append(Arc(node + piece.first, node + piece.last, row, bonus))
+                bonus = PIECE_BONUS + cuts.width_prior(piece.x1 - piece.x0, height)
+                arcs.append(Arc(node + piece.first, node + piece.last, rows[glyph.crops[k]], bonus))
                 meaning.append((wi, glyph, k))
             node += glyph.n_cuts - 1
     if not arcs:
@@ -282,9 +282,9 @@ def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, layout: La
     return letters
 
 
-def _log_row(p: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """A classifier row and a log-prior as log scores over SYMBOLS (never the space)."""
-    return np.append(np.log(np.maximum(p, FLOOR)) + prior, -np.inf)
+def _log_rows(p: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Classifier rows and their log-priors as log scores over SYMBOLS (never the space)."""
+    return np.hstack([np.log(np.maximum(p, FLOOR)) + prior, np.full((len(p), 1), -np.inf)])
 
 
 def _piece_box(glyph: _Glyph, piece: cuts.Piece) -> Box:
