@@ -140,7 +140,7 @@ def _ink_bounds(mask: np.ndarray) -> tuple[slice, slice] | None:
     """The rows and columns that hold the mask's ink (None if it has none), from its rows' and columns' any():
     half the time of ``np.nonzero`` on a crop, which counts under the GIL, thousands of crops a page."""
     rows, cols = mask.any(axis=1), mask.any(axis=0)
-    if not rows[rows.argmax()]:
+    if not rows.any():
         return None
     return (slice(rows.argmax(), len(rows) - rows[::-1].argmax()),
             slice(cols.argmax(), len(cols) - cols[::-1].argmax()))

@@ -6,10 +6,11 @@ glyph that is one letter gives one crop. A glyph that may hold several letters
 (touching letters split by the layout, a joined-up word, a glyph much wider than
 the page's letters) is cut by recognition (:mod:`vision.cuts`): every letter-
 sized piece between candidate cuts gives a crop. The page's crops go through
-the classifier in batches, each chunk classified while the next is prepared. Each text line is then a lattice (one arc
-per letter or piece, a fixed space arc between words) that the core's beam
-search (:mod:`seqdl.beam`) decodes, with a language model's scores when one is
-given as a callback. EMNIST letters have no case: the text is lower case.
+the classifier in batches, each chunk classified while the next is prepared.
+Each text line is then a lattice (one arc per letter or piece, a fixed space arc
+between words) that the core's beam search (:mod:`seqdl.beam`) decodes, with a
+language model's scores when one is given as a callback. EMNIST letters have no
+case: the text is lower case.
 """
 from __future__ import annotations
 
