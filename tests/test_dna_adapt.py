@@ -7,13 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from threadpoolctl import threadpool_limits
 
 import pipelines.dna_adapt as dna_adapt
 import seqdl
-from pipelines.dna_adapt import IGNORE, AdaptOptions, adapt, coding_loss, long_orfs, open_stretch, pseudo_labels
+from pipelines.dna_adapt import (
+    IGNORE,
+    AdaptOptions,
+    adapt,
+    coding_loss,
+    long_orfs,
+    open_stretch,
+    pseudo_labels,
+)
+from pipelines.dna_data import Genome, Region
 from pipelines.dna_model import KIND, DnaConfig, DnaModel
+from pipelines.dna_train import Batches
 from pipelines.fasta import decode, encode, reverse_complement
 from pipelines.scan import ScanOptions, read_scan_metadata, scan_files
 from seqdl import checkpoint
@@ -70,9 +79,8 @@ def test_adapt_is_the_same_whether_the_halves_run_side_by_side_or_not():
         in_turn = adapt(model, codes, options, quiet=True, threads=1).state_dict()
     assert all(np.array_equal(side_by_side[k], in_turn[k]) for k in side_by_side)
 
-    batch, targets = dna_adapt.Batches(dna_adapt.Genome(codes, {"x": dna_adapt.pseudo_labels(codes["x"], options)},
-                                                       {}), [dna_adapt.Region("x", 0, len(codes["x"]))],
-                                       100).draw(np.random.default_rng(1), 4)
+    genome = Genome(codes, {"x": pseudo_labels(codes["x"], options)}, {})
+    batch, targets = Batches(genome, [Region("x", 0, len(codes["x"]))], 100).draw(np.random.default_rng(1), 4)
     whole = dna_adapt._copy(model)
     coding_loss(whole, batch, targets).backward()
     halves = (dna_adapt._copy(model), dna_adapt._copy(model))
