@@ -156,12 +156,3 @@ def test_bmitt_capitals(classify, shared_data) -> None:
     assert len(lines) == len(truth)
     assert ocr.character_accuracy(page.text, "\n".join(truth)) >= 0.95
     assert all(ocr.character_accuracy(a, b) >= 0.8 for a, b in zip(lines, truth))   # each line where it belongs
-
-
-def test_crops_classified_chunk_by_chunk_as_in_one_call(classify, test_letters) -> None:
-    """Preparing and classifying the crops a chunk at a time (overlapped) gives the probabilities of one call."""
-    images, _ = test_letters
-    inks = [(image > 127).astype(np.float32) for image in images[: ocr.CHUNK + 70]]
-    angles = [0.0, 3.0] * (len(inks) // 2)
-    whole = np.asarray(classify(emnist.prepare_crops(inks, angles)), np.float64)
-    assert np.array_equal(ocr._classified(inks, angles, classify), whole)

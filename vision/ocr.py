@@ -1,23 +1,21 @@
-"""``seqdl ocr``: page image -> layout -> letter crops and cut pieces -> batched classification -> text.
+"""``seqdl ocr``: page image -> layout -> letter crops and cut pieces -> one batched classification -> text.
 
 A page goes through the same steps as ``seqdl segment`` (load, ink mask,
 :func:`vision.layout.analyse`); then each word becomes a run of *glyphs*. A
 glyph that is one letter gives one crop. A glyph that may hold several letters
 (touching letters split by the layout, a joined-up word, a glyph much wider than
 the page's letters) is cut by recognition (:mod:`vision.cuts`): every letter-
-sized piece between candidate cuts gives a crop. The page's crops go through
-the classifier in batches, each chunk classified while the next is prepared.
-Each text line is then a lattice (one arc per letter or piece, a fixed space arc
-between words) that the core's beam search (:mod:`seqdl.beam`) decodes, with a
-language model's scores when one is given as a callback. EMNIST letters have no
-case: the text is lower case.
+sized piece between candidate cuts gives a crop. All crops of the page go
+through the classifier in one call. Each text line is then a lattice (one arc
+per letter or piece, a fixed space arc between words) that the core's beam
+search (:mod:`seqdl.beam`) decodes, with a language model's scores when one is
+given as a callback. EMNIST letters have no case: the text is lower case.
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -43,8 +41,6 @@ BEAM_WIDTH = 8
 READ_PIXELS = 4_000_000                # larger pages are read at a reduced size (an integer factor) ...
 MIN_STROKE = 2.5                       # ... unless their pen strokes would end up thinner than this (pixels)
 FLOOR = 1e-6                           # classifier probabilities are floored here before the log
-CHUNK = 256                            # crops prepared and classified at a time (a multiple of the classifier's
-                                       # batch, so each crop is classified in the same batch as in one call)
 
 Classifier = Callable[[np.ndarray], np.ndarray]
 """Upright uint8 crops (N, 28, 28) -> (N, 26) letter probabilities, column k = ``emnist.ALPHABET[k]``."""
@@ -147,7 +143,8 @@ def read_array(path: Path, rgb: np.ndarray, classify: Classifier, lm: LanguageHe
             for glyph in glyphs:
                 _add_crops(glyph, layout, inks)
                 angles.extend([line.angle_degrees] * (len(inks) - len(angles)))
-    probs = _classified(inks, angles, classify)
+    crops = emnist.prepare_crops(inks, angles)
+    probs = np.asarray(classify(crops), np.float64) if len(crops) else np.zeros((0, len(emnist.ALPHABET)))
     letters: list[ReadLetter] = []
     for li, words in enumerate(lines):
         if lm is not None and hasattr(lm.scorer, "reset"):
@@ -156,20 +153,7 @@ def read_array(path: Path, rgb: np.ndarray, classify: Classifier, lm: LanguageHe
     for letter in letters:
         letter.box = tuple(int(v * factor) for v in letter.box)   # type: ignore[assignment]
     height, width = rgb.shape[:2]
-    return PageText(path, width, height, layout, letters, time.perf_counter() - start, len(inks), factor)
-
-
-def _classified(inks: list[np.ndarray], angles: list[float], classify: Classifier) -> np.ndarray:
-    """(N, 26) probabilities of the letters' crops. The crops are prepared CHUNK at a time and each chunk is
-    classified while the next is prepared: preparing holds the GIL most of the time and classifying mostly not, so
-    the two share the cores instead of taking turns (the form photo's 2,697 crops: 2.5 s instead of 2.9 s, medians
-    of 10 alternating runs)."""
-    if not inks:
-        return np.zeros((0, len(emnist.ALPHABET)))
-    with ThreadPoolExecutor(1) as pool:
-        chunks = [pool.submit(classify, emnist.prepare_crops(inks[i:i + CHUNK], angles[i:i + CHUNK]))
-                  for i in range(0, len(inks), CHUNK)]
-        return np.concatenate([np.asarray(chunk.result(), np.float64) for chunk in chunks])
+    return PageText(path, width, height, layout, letters, time.perf_counter() - start, len(crops), factor)
 
 
 def _analyse(rgb: np.ndarray, factor: int) -> tuple[np.ndarray, Layout]:
