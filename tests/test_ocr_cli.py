@@ -120,3 +120,21 @@ def test_text_on_stdout_and_a_bad_page_in_a_batch(tmp_path, run, tiny_letters_mo
 def test_help_says_lower_case(run):
     code, stdout, _ = run("ocr", "--help")
     assert code == 0 and "lower case" in stdout
+
+
+@pytest.mark.parametrize("command", ["ocr", "segment"])
+def test_machine_print_is_left_out_unless_keep_print(tmp_path, run, tiny_letters_model, command):
+    from tests.test_print_ink import printed_form
+
+    form = tmp_path / "form.png"
+    Image.fromarray(printed_form(np.asarray(Image.open(EXAMPLE).convert("RGB")))).save(form)
+    model = ["--model", str(tiny_letters_model)] if command == "ocr" else []
+    records = []
+    for keep in ([], ["--keep-print"]):
+        code, stdout, stderr = run(command, str(form), *model, *keep, "--json", "--quiet")
+        assert code == 0, stderr
+        records.append(json.loads(stdout))
+    left_out, kept = records
+    assert left_out["n_printed"] > 100 and kept["n_printed"] == 0
+    assert left_out["n_lines"] == 5 and kept["n_lines"] > 5
+    assert kept["n_letters"] > left_out["n_letters"] + 100

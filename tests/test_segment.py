@@ -184,3 +184,21 @@ def test_a_piece_of_ruled_line_under_a_letter_is_not_part_of_it():
     result = layout.analyse(mask)
     assert [letter.box for letter in result.lines[0].words[0].letters] == \
         [(100, 100, 130, 140), (150, 100, 180, 140), (200, 100, 230, 140)]
+
+
+def test_letters_crossing_pale_rules_of_another_colour_keep_their_strokes(letters):
+    """A notebook: black writing on pale blue rules that cross every letter's lower part. The rules go, the letters
+    keep their full boxes (as on the same page without rules)."""
+    images, labels = letters
+    scores = []
+    for seed in range(4):
+        text = render.random_text(np.random.default_rng(seed), 4)
+        options = dict(letter_height=44, max_rotation=1.0, ink_colour=(60, 57, 64), rule_colour=(110, 170, 215),
+                       rule_at=0.75, specks=0)
+        ruled = render.render_page(images, labels, text, seed=seed, options=render.Options(**options))
+        plain = render.render_page(images, labels, text, seed=seed, options=render.Options(**options, ruled=False))
+        found, clean = (found_letters(segment_array(Path("page"), page.rgb)) for page in (ruled, plain))
+        assert [f[:3] for f in found] == [f[:3] for f in clean], seed
+        scores.append(np.mean([np.abs(np.subtract(a[3], b[3])).max() <= 2 for a, b in zip(found, clean)]))
+        assert render.score_letters(ruled, found) >= 0.98
+    assert np.mean(scores) >= 0.95

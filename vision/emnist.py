@@ -25,7 +25,7 @@ from seqdl.errors import SeqdlError
 from seqdl.io import gzip_errors, open_input
 from seqdl.threads import in_batches
 
-from .layout import stroke_width
+from .images import stroke_width
 
 SIZE = 28
 NIST_LETTER_SIDE = 32   # long side of a letter's ink in NIST pixels: gives EMNIST's ink box (22 of 28 px)

@@ -22,13 +22,15 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .images import otsu_split
+from . import print_ink
+from .images import otsu_split, stroke_width
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (half-open, pixels)
 
 EIGHT_CONNECTED = np.ones((3, 3), bool)
 MAX_SKEW_DEGREES = 6.0     # text lines are searched within this slant (the issue asks for +-5)
 RULE_LENGTH = 4.0          # a straight stroke longer than this many letter heights is a ruled line
+RULE_COLOUR_GAP = 60.0     # pen and rules this far apart in RGB (0-255 each) are told apart by colour
 MARK_SIZE = 0.4            # glyphs shorter than this many letter heights are dots, commas, dashes or specks
 BROKEN_PIECE = 0.6         # a glyph shorter than this many letter heights touching another may be a piece of it
 MULTI_LETTER = 2.0         # a glyph wider than this many typical letter widths holds several letters
@@ -112,26 +114,11 @@ class Layout:
     angle_degrees: float
     n_specks: int
     sizes: SizeBands | None = None    # letter sizes by glyph height (None on an empty page)
+    n_printed: int = 0                # components left out as machine print (``analyse(skip_print=True)``)
 
     def height_near(self, glyph_height: float) -> float:
         """Typical letter height among the glyphs about as tall as ``glyph_height``."""
         return self.sizes.height(glyph_height) if self.sizes is not None else self.letter_height
-
-
-def stroke_width(mask: np.ndarray) -> float:
-    """Mean pen width: a stroke of width w and length l has area w*l and a boundary of about 2*l pixels."""
-    area = int(np.count_nonzero(mask))
-    if area == 0:
-        return 0.0
-    boundary = area - _interior(mask)
-    return 2.0 * area / max(boundary, 1)
-
-
-def _interior(mask: np.ndarray) -> int:
-    """Ink pixels whose four neighbours are ink too (``ndimage.binary_erosion``'s count, with the image's edge as
-    background; slicing does it in a seventh of the time, and every letter crop asks)."""
-    inner = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
-    return int(np.count_nonzero(inner))
 
 
 def _component_table(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,10 +173,15 @@ def _rule_pixels(sub: np.ndarray, stroke: float) -> np.ndarray:
     return remove
 
 
-def remove_rules(mask: np.ndarray, labels: np.ndarray, boxes: np.ndarray, height: float, stroke: float) -> int:
-    """Erase ruled lines and form-box borders (straight strokes > RULE_LENGTH letter heights) in place."""
+def remove_rules(mask: np.ndarray, labels: np.ndarray, boxes: np.ndarray, height: float, stroke: float,
+                 rgb: np.ndarray | None = None) -> int:
+    """Erase ruled lines and form-box borders (straight strokes > RULE_LENGTH letter heights) in place.
+
+    With the page's colours (``rgb``), a rule's pixels that have the pen's colour rather than the rule's are kept:
+    they are the strokes of the letters that sit on or cross the rule (:func:`_pen_coloured`).
+    """
     length = RULE_LENGTH * height
-    removed = 0
+    cuts = []
     for index in np.flatnonzero((boxes[:, 2] - boxes[:, 0] > length) | (boxes[:, 3] - boxes[:, 1] > length)):
         x0, y0, x1, y1 = boxes[index]
         sub = labels[y0:y1, x0:x1] == index + 1
@@ -199,9 +191,44 @@ def remove_rules(mask: np.ndarray, labels: np.ndarray, boxes: np.ndarray, height
         if y1 - y0 > length:
             cut |= _rule_pixels(sub.T, stroke).T
         if cut.any():
-            mask[y0:y1, x0:x1] &= ~cut
-            removed += 1
-    return removed
+            cuts.append((index, cut))
+    if rgb is not None and cuts:
+        cuts = _pen_coloured(cuts, mask, boxes, rgb)
+    for index, cut in cuts:
+        x0, y0, x1, y1 = boxes[index]
+        mask[y0:y1, x0:x1] &= ~cut
+    return len(cuts)
+
+
+def _pen_coloured(cuts: list[tuple[int, np.ndarray]], mask: np.ndarray, boxes: np.ndarray, rgb: np.ndarray
+                  ) -> list[tuple[int, np.ndarray]]:
+    """The rules' cuts less the pixels nearer the pen's colour than the rules' (a notebook's pale blue lines under
+    black or dark blue writing), when the two colours are RULE_COLOUR_GAP or more apart. Each colour is the median
+    of the darker half of its pixels: the cores, not the edges blended with the paper."""
+    on_rules = np.zeros(mask.shape, bool)
+    for index, cut in cuts:
+        x0, y0, x1, y1 = boxes[index]
+        on_rules[y0:y1, x0:x1] |= cut
+    pen_pixels = rgb[mask & ~on_rules]   # the writing, also where it touches a rule
+    if len(pen_pixels) == 0:
+        return cuts
+    rule, pen = _core_colour(rgb[on_rules]), _core_colour(pen_pixels)
+    if np.linalg.norm(rule - pen) < RULE_COLOUR_GAP:
+        return cuts
+    kept = []
+    for index, cut in cuts:
+        x0, y0, x1, y1 = boxes[index]
+        colours = rgb[y0:y1, x0:x1].astype(np.float32)
+        nearer_pen = np.linalg.norm(colours - pen, axis=-1) < np.linalg.norm(colours - rule, axis=-1)
+        kept.append((index, cut & ~nearer_pen))
+    return kept
+
+
+def _core_colour(pixels: np.ndarray) -> np.ndarray:
+    """Median colour of the darker half of ``pixels`` (N, 3)."""
+    pixels = pixels.astype(np.float32)
+    darkness = -pixels.min(axis=1)
+    return np.median(pixels[darkness >= np.median(darkness)], axis=0)
 
 
 def estimate_skew(centres: np.ndarray, height: float) -> float:
@@ -342,21 +369,37 @@ def _specks(boxes: np.ndarray, areas: np.ndarray, stroke: float) -> np.ndarray:
     return (sizes < max(stroke, 3.0)) | (areas < 0.25 * stroke * stroke)
 
 
-def analyse(mask: np.ndarray) -> Layout:
-    """Find text lines, words and letters in an ink mask (modified in place: rules and specks are erased)."""
+def analyse(mask: np.ndarray, skip_print: bool = False, rgb: np.ndarray | None = None) -> Layout:
+    """Find text lines, words and letters in an ink mask (modified in place: rules and specks are erased).
+
+    ``rgb``: the page's colours, to keep the pen's strokes where they cross a ruled line of another colour.
+    ``skip_print``: leave out machine print (:mod:`vision.print_ink`), as on a printed form filled in by hand.
+    """
     stroke = stroke_width(mask)
     labels, count = ndimage.label(mask, EIGHT_CONNECTED)
     boxes, areas = _component_table(labels, count)
     specks = _specks(boxes, areas, stroke)
     height = _typical_height((boxes[:, 3] - boxes[:, 1])[~specks])
-    if count and remove_rules(mask, labels, boxes, height, stroke):
+    if count and remove_rules(mask, labels, boxes, height, stroke, rgb):
         labels, count = ndimage.label(mask, EIGHT_CONNECTED)
         boxes, areas = _component_table(labels, count)
         specks = _specks(boxes, areas, stroke)
         height = _typical_height((boxes[:, 3] - boxes[:, 1])[~specks])
+    n_printed = 0
+    if skip_print and count:
+        printed = print_ink.printed(labels, boxes, ~specks)
+        n_printed = int(printed.sum())
+        if n_printed:
+            specks |= printed
+            stroke = stroke_width(mask & ~np.concatenate([[False], printed])[labels])   # the hand's pen alone
+            height = _typical_height((boxes[:, 3] - boxes[:, 1])[~specks])
+            # what is left of a printed table's frame once its straight rules are gone: far taller than writing
+            frames = ~specks & (boxes[:, 3] - boxes[:, 1] > RULE_LENGTH * height)
+            n_printed += int(frames.sum())
+            specks |= frames
     stacked = stack_strokes(np.flatnonzero(~specks), boxes, height, stroke)
     if not stacked:
-        return Layout([], labels, stroke, height, 0.0, int(count))
+        return Layout([], labels, stroke, height, 0.0, int(count) - n_printed, None, n_printed)
     gboxes = np.array([_glyph_box(g, boxes) for g in stacked])
     # Not letters: dots, commas and specks (small every way), and dashes, underlines and the pieces of a broken
     # ruled line (however long, no taller than a pen stroke). Only the dots may belong to a letter (i, j); a
@@ -366,7 +409,7 @@ def analyse(mask: np.ndarray) -> Layout:
     small = dots | (tall <= 1.5 * stroke)
     main = np.flatnonzero(~small)
     if main.size == 0:
-        return Layout([], labels, stroke, height, 0.0, int(count))
+        return Layout([], labels, stroke, height, 0.0, int(count) - n_printed, None, n_printed)
     centres = np.stack([(gboxes[main, 0] + gboxes[main, 2]) / 2, (gboxes[main, 1] + gboxes[main, 3]) / 2], axis=1)
     angle = estimate_skew(centres, height)
     groups = group_lines(centres, height, angle)
@@ -384,7 +427,7 @@ def analyse(mask: np.ndarray) -> Layout:
     for glyphs, gaps_of_line in zip(line_glyphs, line_gaps):
         lines.append(_build_line(glyphs, gaps_of_line, boxes, labels, threshold, sizes, angle))
     kept = sum(len(g) for glyphs in line_glyphs for g in glyphs)
-    return Layout(lines, labels, stroke, height, angle, int(count - kept), sizes)
+    return Layout(lines, labels, stroke, height, angle, int(count - kept) - n_printed, sizes, n_printed)
 
 
 def same_letter(a: np.ndarray, b: np.ndarray) -> bool:

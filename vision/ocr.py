@@ -120,21 +120,21 @@ class _Glyph:
 
 # ---------------------------------------------------------------- reading
 def read_array(path: Path, rgb: np.ndarray, classify: Classifier, lm: LanguageHelp | None = None,
-               beam_width: int = BEAM_WIDTH) -> PageText:
+               beam_width: int = BEAM_WIDTH, keep_print: bool = False) -> PageText:
     """Read an already loaded (H, W, 3) uint8 page; boxes are in its pixels whatever size it was read at.
 
     A 12-megapixel photo holds letters 100-200 pixels tall, far more than the
     32-pixel NIST frame a crop is made from, so a page larger than READ_PIXELS is
     read reduced by an integer factor (a box filter), which makes every step
     cheaper; if its strokes would then be thinner than MIN_STROKE it is read at
-    full size.
+    full size. Machine print (a form's labels) is left out unless ``keep_print``.
     """
     start = time.perf_counter()
     factor = max(1, math.ceil(math.sqrt(rgb.shape[0] * rgb.shape[1] / READ_PIXELS)))
-    darkness, layout = _analyse(rgb, factor)
+    darkness, layout = _analyse(rgb, factor, keep_print)
     if factor > 1 and 0 < layout.stroke < MIN_STROKE:
         factor = 1
-        darkness, layout = _analyse(rgb, factor)
+        darkness, layout = _analyse(rgb, factor, keep_print)
     lines = [[_glyphs(word, layout, darkness) for word in line.words] for line in layout.lines]
     inks: list[np.ndarray] = []
     angles: list[float] = []
@@ -156,19 +156,19 @@ def read_array(path: Path, rgb: np.ndarray, classify: Classifier, lm: LanguageHe
     return PageText(path, width, height, layout, letters, time.perf_counter() - start, len(crops), factor)
 
 
-def _analyse(rgb: np.ndarray, factor: int) -> tuple[np.ndarray, Layout]:
+def _analyse(rgb: np.ndarray, factor: int, keep_print: bool) -> tuple[np.ndarray, Layout]:
     """Ink darkness and layout of the page reduced by ``factor``."""
     small = np.asarray(Image.fromarray(rgb).reduce(factor)) if factor > 1 else rgb
     darkness = ink_darkness(darkest_channel(small))
-    return darkness, analyse(binarise(darkness))
+    return darkness, analyse(binarise(darkness), skip_print=not keep_print, rgb=small)
 
 
 def read_file(path: str | os.PathLike, classify: Classifier, lm: LanguageHelp | None = None,
-              max_pixels: int = MAX_PIXELS) -> tuple[PageText, np.ndarray]:
+              max_pixels: int = MAX_PIXELS, keep_print: bool = False) -> tuple[PageText, np.ndarray]:
     """Load and read one page; returns the result and the upright RGB image (for annotation)."""
     start = time.perf_counter()
     rgb = load_rgb(path, max_pixels)
-    page = read_array(Path(path), rgb, classify, lm)
+    page = read_array(Path(path), rgb, classify, lm, keep_print=keep_print)
     page.seconds = time.perf_counter() - start
     return page, rgb
 
@@ -302,7 +302,7 @@ def page_record(page: PageText) -> dict[str, Any]:
         "file": str(page.path), "text": page.text, "n_lines": len(page.lines), "n_words": page.n_words,
         "n_letters": len(page.letters), "n_low_confidence": low, "n_from_cut": sum(l.from_cut for l in page.letters),
         "mean_confidence": round(page.mean_confidence, 4) if page.letters else None,
-        "n_crops": page.n_crops, "seconds": round(page.seconds, 3),
+        "n_printed": page.layout.n_printed, "n_crops": page.n_crops, "seconds": round(page.seconds, 3),
     }
 
 
@@ -356,7 +356,7 @@ def write_parquet(pages: Sequence[PageText], out: str | os.PathLike, metadata: d
 
 def read_pages(paths: Sequence[Path], classify: Classifier, annotate_dir: Path | None = None,
                out: Path | None = None, provenance: dict[str, Any] | None = None, lm: LanguageHelp | None = None,
-               quiet: bool = False, max_pixels: int = MAX_PIXELS,
+               quiet: bool = False, max_pixels: int = MAX_PIXELS, keep_print: bool = False,
                ) -> tuple[list[PageText], list[tuple[Path, Exception]]]:
     """Read pages in order; a bad page is recorded and skipped, the others go on.
 
@@ -371,7 +371,7 @@ def read_pages(paths: Sequence[Path], classify: Classifier, annotate_dir: Path |
     failures: list[tuple[Path, Exception]] = []
     taken: set[Path] = set()
     def read(path: Path) -> tuple[PageText, np.ndarray]:
-        return read_file(path, classify, lm, max_pixels)
+        return read_file(path, classify, lm, max_pixels, keep_print)
 
     for path, page, rgb in pages_in_order(paths, "ocr", read, quiet, failures):
         if not page.letters:

@@ -36,6 +36,9 @@ class Options:
     noise: float = 5.0                 # grey levels of Gaussian sensor noise
     specks: int = 60                   # small dark dots scattered on the paper
     ruled: bool = True
+    rule_at: float = 1.3               # a line's rule this many letter heights below its top (under the letters)
+    rule_colour: tuple[int, int, int] | None = None   # None: the ink's, pale; else drawn in this colour
+    ink_colour: tuple[int, int, int] = (25, 35, 120)
 
 
 @dataclass
@@ -85,7 +88,7 @@ def render_page(images: np.ndarray, labels: np.ndarray, text: list[str] | tuple[
     placed = []   # (line, word, index, char, ink, x, y)
     y = float(o.margin)
     width = 0
-    rules = []
+    rules = []   # rows of the rules, top of each
     for li, words in enumerate(lines):
         x = float(o.margin)
         for wi, word in enumerate(words):
@@ -96,19 +99,23 @@ def render_page(images: np.ndarray, labels: np.ndarray, text: list[str] | tuple[
                 x += ink.shape[1] + rng.uniform(*o.letter_gap) * h
             x += rng.uniform(*o.word_gap) * h - rng.uniform(*o.letter_gap) * h
         width = max(width, int(x))
-        rules.append(y + 1.3 * h)
+        rules.append(y + o.rule_at * h)
         y += o.line_pitch * h * rng.uniform(0.9, 1.1)
     page_w, page_h = width + o.margin, int(y - (o.line_pitch - 1) * h + o.margin)
     canvas = np.zeros((page_h, page_w), np.float32)
     for _, _, _, _, ink, x0, y0 in placed:
         region = canvas[y0:y0 + ink.shape[0], x0:x0 + ink.shape[1]]
         np.maximum(region, ink[: region.shape[0], : region.shape[1]], out=region)
+    ruling = np.zeros_like(canvas)
     if o.ruled:
         for rule in rules:
             r = int(rule)
-            canvas[r:r + 2, :] = np.maximum(canvas[r:r + 2, :], 0.45)
+            ruling[r:r + 2, :] = 0.45 if o.rule_colour is None else 1.0
+    if o.rule_colour is None:   # pale lines of the ink's colour, drawn as ink
+        canvas, ruling = np.maximum(canvas, ruling), np.zeros_like(canvas)
     angle = float(rng.uniform(-o.max_rotation, o.max_rotation)) if o.rotation is None else o.rotation
     canvas = np.array(Image.fromarray(canvas, "F").rotate(angle, Image.Resampling.BILINEAR))
+    ruling = np.array(Image.fromarray(ruling, "F").rotate(angle, Image.Resampling.BILINEAR))
     cx, cy = page_w / 2, page_h / 2
     theta = np.radians(angle)
     truth = []
@@ -122,9 +129,11 @@ def render_page(images: np.ndarray, labels: np.ndarray, text: list[str] | tuple[
     yy, xx = np.mgrid[0:page_h, 0:page_w].astype(np.float32)
     light = 1.0 - o.lighting * (xx / page_w * 0.6 + yy / page_h * 0.4)
     paper = np.array([246, 240, 222], np.float32)
-    ink_colour = np.array([25, 35, 120], np.float32)
+    if o.rule_colour is not None:   # printed under the writing
+        beta = np.clip(ruling, 0, 1)[:, :, None]
+        paper = paper * (1 - beta) + np.array(o.rule_colour, np.float32) * beta
     alpha = np.clip(canvas, 0, 1)[:, :, None]
-    rgb = (paper * (1 - alpha) + ink_colour * alpha) * light[:, :, None]
+    rgb = (paper * (1 - alpha) + np.array(o.ink_colour, np.float32) * alpha) * light[:, :, None]
     rgb += rng.normal(0, o.noise, rgb.shape[:2])[:, :, None]
     return RenderedPage(np.clip(np.round(rgb), 0, 255).astype(np.uint8), lines, truth, angle)
 

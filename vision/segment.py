@@ -63,12 +63,12 @@ class PageResult:
         return sum(row.kind == "word" for row in self.rows)
 
 
-def segment_array(path: Path, rgb: np.ndarray) -> PageResult:
-    """Segment an already loaded (H, W, 3) uint8 page."""
+def segment_array(path: Path, rgb: np.ndarray, keep_print: bool = False) -> PageResult:
+    """Segment an already loaded (H, W, 3) uint8 page; machine print is left out unless ``keep_print``."""
     start = time.perf_counter()
     darkness = ink_darkness(darkest_channel(rgb))
     mask = binarise(darkness)
-    layout = analyse(mask)
+    layout = analyse(mask, skip_print=not keep_print, rgb=rgb)
     rows: list[Row] = []
     inks: list[np.ndarray] = []
     angles: list[float] = []
@@ -86,11 +86,12 @@ def segment_array(path: Path, rgb: np.ndarray) -> PageResult:
     return PageResult(path, width, height, layout, rows, crops, time.perf_counter() - start)
 
 
-def segment_file(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[PageResult, np.ndarray]:
+def segment_file(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, keep_print: bool = False
+                 ) -> tuple[PageResult, np.ndarray]:
     """Load and segment one page; returns the result and the upright RGB image (for annotation)."""
     start = time.perf_counter()
     rgb = load_rgb(path, max_pixels)
-    result = segment_array(Path(path), rgb)
+    result = segment_array(Path(path), rgb, keep_print)
     result.seconds = time.perf_counter() - start
     return result, rgb
 
@@ -125,15 +126,16 @@ def page_record(result: PageResult) -> dict[str, Any]:
         "file": str(result.path), "width": result.width, "height": result.height,
         "n_lines": result.n_lines, "n_words": result.n_words, "n_letters": result.n_letters,
         "n_cursive_words": result.n_cursive_words, "skew_degrees": round(result.layout.angle_degrees, 3),
-        "stroke_pixels": round(result.layout.stroke, 2), "letter_height_pixels": round(result.layout.letter_height, 1),
+        "n_printed": result.layout.n_printed, "stroke_pixels": round(result.layout.stroke, 2), "letter_height_pixels": round(result.layout.letter_height, 1),
         "seconds": round(result.seconds, 3), "lines": lines,
     }
 
 
 def summary_line(result: PageResult) -> str:
     cursive = f" ({result.n_cursive_words} joined-up words kept whole)" if result.n_cursive_words else ""
+    printed = f", {result.layout.n_printed} pieces of machine print left out" if result.layout.n_printed else ""
     return (f"{result.path}: {result.n_lines} lines, {result.n_words} words, {result.n_letters} letters{cursive}"
-            f"  [{result.seconds:.2f} s]")
+            f"{printed}  [{result.seconds:.2f} s]")
 
 
 def annotation_canvas(rgb: np.ndarray) -> tuple[Image.Image, ImageDraw.ImageDraw, float, int]:
@@ -233,7 +235,7 @@ def pages_in_order(paths: Sequence[Path], label: str, read: Callable[[Path], tup
 
 
 def segment_pages(paths: Sequence[Path], annotate_dir: Path | None, out: Path | None, command: str = "segment",
-                  quiet: bool = False, max_pixels: int = MAX_PIXELS,
+                  quiet: bool = False, max_pixels: int = MAX_PIXELS, keep_print: bool = False,
                   ) -> tuple[list[PageResult], list[tuple[Path, Exception]]]:
     """Segment pages in order; a bad page is recorded and skipped, the others go on.
 
@@ -246,14 +248,17 @@ def segment_pages(paths: Sequence[Path], annotate_dir: Path | None, out: Path | 
     results: list[PageResult] = []
     failures: list[tuple[Path, Exception]] = []
     taken: set[Path] = set()
-    for path, result, rgb in pages_in_order(paths, "segment", lambda p: segment_file(p, max_pixels), quiet, failures):
+    def segment(path: Path) -> tuple[PageResult, np.ndarray]:
+        return segment_file(path, max_pixels, keep_print)
+
+    for path, result, rgb in pages_in_order(paths, "segment", segment, quiet, failures):
         if result.n_lines == 0:
             warn(f"{path}: no text found (blank page?)")
         if annotate_dir is not None:
             annotate(result, rgb, annotation_path(annotate_dir, path, taken))
         results.append(result)
     if out is not None and results:
-        params = {"annotate": str(annotate_dir) if annotate_dir else None, "out": str(out)}
+        params = {"annotate": str(annotate_dir) if annotate_dir else None, "out": str(out), "keep_print": keep_print}
         write_parquet(results, out, provenance(command, params, [r.path for r in results]))
     return results, failures
 

@@ -28,6 +28,9 @@ def ocr(
                                        "box, letter, probability, top 3 and flags. " + default_is("none")),
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.001, metavar="X", help="Refuse larger "
                                          "images (decompression bombs) before decoding them."),
+    keep_print: bool = typer.Option(False, "--keep-print", help="Read machine print too (a form's printed labels, "
+                                    "found because print repeats the same letter shapes exactly); by default it "
+                                    "is left out, as the letters model knows only handwriting."),
     threads: Optional[int] = THREADS,
     quiet: bool = quiet_option(),
     as_json: bool = json_option("JSON Lines: one object per page (text, n_lines, n_words, n_letters, "
@@ -36,7 +39,8 @@ def ocr(
     """Read handwritten pages and print their text, line by line.
 
     EMNIST letters have no case, so the text is printed in lower case; digits
-    and punctuation are not read. A blank page gives no text and a warning.
+    and punctuation are not read (handwritten digits come out as letters), and
+    machine print is left out. A blank page gives no text and a warning.
     """
     from vision import ocr as reader
     from vision.letters_model import DEFAULT_MODEL, load_letters_model
@@ -63,11 +67,13 @@ def ocr(
     paths = expand_inputs(inputs)
     params = {"model": str(model), "lm": str(lm) if lm else None, "lm_weight": helper.weight if helper else None,
               "lm_mix": helper.mix if helper else None, "max_megapixels": max_megapixels,
-              "annotate": str(annotate) if annotate else None, "out": str(out) if out else None}
+              "annotate": str(annotate) if annotate else None, "out": str(out) if out else None,
+              "keep_print": keep_print}
     created = make_directories(annotate) if annotate is not None else []
     with thread_plan(threads).use("large"):
         pages, failures = reader.read_pages(paths, classify, annotate, out, {"command": command_line(),
-                                            "params": params, "model": model}, helper, quiet, int(max_megapixels * 1e6))
+                                            "params": params, "model": model}, helper, quiet, int(max_megapixels * 1e6),
+                                            keep_print)
     if not pages:  # every page failed: leave nothing behind, not even the directories made for them
         for directory in reversed(created):
             directory.rmdir()

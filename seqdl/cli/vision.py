@@ -30,6 +30,9 @@ def segment(
                                        "28x28 EMNIST-style crop) or joined-up word. " + default_is("none")),
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.001, metavar="X", help="Refuse larger "
                                          "images (decompression bombs) before decoding them."),
+    keep_print: bool = typer.Option(False, "--keep-print", help="Keep machine print (a form's printed labels, found "
+                                    "because print repeats the same letter shapes exactly); by default it is left "
+                                    "out."),
     threads: Optional[int] = THREADS,
     quiet: bool = quiet_option(),
     as_json: bool = json_option("JSON Lines: one object per page with its boxes."),
@@ -46,7 +49,8 @@ def segment(
     paths = expand_inputs(inputs)
     created = make_directories(annotate) if annotate is not None else []
     with thread_plan(threads).use("large"):   # letter crops are prepared on the cores that are free
-        results, failures = segment_pages(paths, annotate, out, command_line(), quiet, int(max_megapixels * 1e6))
+        results, failures = segment_pages(paths, annotate, out, command_line(), quiet, int(max_megapixels * 1e6),
+                                          keep_print)
     if not results:  # every page failed: leave nothing behind, not even the directories made for them
         for directory in reversed(created):
             directory.rmdir()
