@@ -12,7 +12,14 @@ In the spirit of Prodigal's (``dprog.c``), with the network in place of its hexa
    upstream of the start: the Shine-Dalgarno motif at the right distance) and the
    best log-odds of a ``MOTIF``-mer anywhere in that window (the motif at any distance);
    log length and mean coding log-odds; plus a bias. A score is the log-odds of "this
-   gene" against "no gene in this ORF". Per stop, only the ``TOP_STARTS`` best starts go on.
+   gene" against "no gene in this ORF".
+   *Which start*: features that tell a gene from none (its mean coding probability above
+   all) also pull towards a start inside the gene, past the weaker coding signal of its
+   first codons. So the choice among an ORF's starts has weights of its own
+   (:data:`START_FEATURES`: the same features and the start's distance from the ORF's
+   first start), and a candidate enters the programme with its ORF's best score plus the
+   log-odds of its start against the ORF's likeliest one (:func:`values`). Per stop, only
+   the ``TOP_STARTS`` best starts go on.
 3. *Dynamic programme* over the candidates sorted by right end: the best total score of a
    set of genes where neighbours overlap by at most ``SAME_OVERLAP`` bp on the same strand,
    ``OPPOSITE_OVERLAP`` bp 3' to 3' on opposite strands, and not at all 5' to 5'
@@ -43,6 +50,7 @@ STOPS = (3 * 16 + 0 * 4 + 0, 3 * 16 + 0 * 4 + 2, 3 * 16 + 2 * 4 + 0)  # TAA TAG 
 START_CODONS = (0 * 16 + 3 * 4 + 2, 2 * 16 + 3 * 4 + 2, 3 * 16 + 3 * 4 + 2)  # ATG GTG TTG
 FEATURES = ("coding", "after", "before", "start_codon", "rbs", "motif", "log_length", "mean_coding",
             "mean_probability")
+START_FEATURES = FEATURES + ("log_distance",)   # log(1 + codons from the ORF's first start)
 MOTIF = 4  # length of the upstream words counted for the Shine-Dalgarno motif
 LOCAL = 60  # bases after / before the start whose coding signal is a feature of its own
 RBS_FROM, RBS_TO = 21, 4  # the RBS window: bases -21..-5 upstream of the start codon's first base
@@ -62,28 +70,33 @@ class GeneModel:
     shape (2, ...): row 0 at true starts, row 1 at every candidate start of the same ORFs (start codon (3,), base at
     each RBS window position (window, 4), ``MOTIF``-mer anywhere in the window (4**MOTIF,)); ``prior`` the weight (in
     genes) of these counts against a genome's own in self-training; ``gc`` the GC fraction of the genome it was
-    fitted on (see :func:`dna_adapt.needs_adapt`)."""
+    fitted on (see :func:`dna_adapt.needs_adapt`); ``start_weights`` the start choice's (:data:`START_FEATURES`;
+    empty: the score chooses the start too, as decoders stored before it did)."""
 
     weights: tuple[float, ...]
     bias: float
     counts: dict[str, np.ndarray] = field(compare=False)
     prior: float = 200.0
     gc: float | None = None
+    start_weights: tuple[float, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps({"weights": self.weights, "bias": self.bias, "prior": self.prior,
-                           "gc": self.gc,
+                           "gc": self.gc, "start_weights": self.start_weights,
                            "counts": {name: table.tolist() for name, table in self.counts.items()}})
 
     @classmethod
     def from_json(cls, text: str) -> "GeneModel":
         values = json.loads(text)
         gc = values.get("gc")
+        start_weights = tuple(float(w) for w in values.get("start_weights", ()))
         if len(values["weights"]) != len(FEATURES):
             raise ValueError(f"{len(values['weights'])} weights for {len(FEATURES)} features")
+        if start_weights and len(start_weights) != len(START_FEATURES):
+            raise ValueError(f"{len(start_weights)} start weights for {len(START_FEATURES)} features")
         return cls(tuple(float(w) for w in values["weights"]), float(values["bias"]),
                    {name: np.array(values["counts"][name], float) for name in TABLES}, float(values["prior"]),
-                   None if gc is None else float(gc))
+                   None if gc is None else float(gc), start_weights)
 
     def tables(self) -> dict[str, np.ndarray]:
         """Log-odds of each table's entries (true starts vs all candidates)."""
@@ -140,8 +153,9 @@ class Candidates:
     """Every candidate gene of one strand, in that strand's 5'->3' coordinates: ``start`` (first base of the start
     codon), ``end`` (past the stop codon), ``stop`` (index of its ORF's stop among this strand's stops), ``codon``
     (0/1/2: ATG/GTG/TTG), ``upstream`` (n, RBS window) bases before the start (N beyond the sequence),
-    ``kmers`` (n, window - MOTIF + 1) ids of the ``MOTIF``-mers in that window (-1 where one holds an N), and
-    the features that need no table (:data:`FEATURES` less the tables')."""
+    ``kmers`` (n, window - MOTIF + 1) ids of the ``MOTIF``-mers in that window (-1 where one holds an N),
+    the features that need no table (:data:`FEATURES` less the tables') and ``distance``, codons from the first
+    start of the same ORF."""
 
     start: np.ndarray
     end: np.ndarray
@@ -150,13 +164,14 @@ class Candidates:
     upstream: np.ndarray
     kmers: np.ndarray
     fixed: np.ndarray  # (n, 6): coding, after, before, log length, mean coding, mean probability
+    distance: np.ndarray
 
     def __len__(self) -> int:
         return len(self.start)
 
     def take(self, index: np.ndarray) -> "Candidates":
         return Candidates(self.start[index], self.end[index], self.stop[index], self.codon[index],
-                          self.upstream[index], self.kmers[index], self.fixed[index])
+                          self.upstream[index], self.kmers[index], self.fixed[index], self.distance[index])
 
     def features(self, tables: dict[str, np.ndarray]) -> np.ndarray:
         """(n, len(FEATURES)) for the given log-odds tables."""
@@ -165,6 +180,10 @@ class Candidates:
         rbs = with_n[np.arange(width), self.upstream].sum(axis=1)
         motif = np.append(tables["motif"], 0.0)[self.kmers].max(axis=1, initial=0.0)  # -1: the 0 appended
         return np.column_stack([self.fixed[:, :3], tables["start_codon"][self.codon], rbs, motif, self.fixed[:, 3:]])
+
+    def start_features(self, tables: dict[str, np.ndarray]) -> np.ndarray:
+        """(n, len(START_FEATURES))."""
+        return np.column_stack([self.features(tables), np.log1p(self.distance)])
 
 
 def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, min_length: int) -> Candidates:
@@ -209,14 +228,16 @@ def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, min_length: in
     if not parts:
         empty = np.empty(0, np.int64)
         return Candidates(empty, empty, empty, empty, np.empty((0, width), np.uint8),
-                          np.empty((0, width - MOTIF + 1), np.int64), np.empty((0, 6)))
+                          np.empty((0, width - MOTIF + 1), np.int64), np.empty((0, 6)), empty)
     starts, ends, stop, codon, coding = (np.concatenate(p) for p in zip(*parts))
+    first = np.full(stop_offset, length)
+    np.minimum.at(first, stop, starts)
     padded = np.concatenate([np.full(RBS_FROM, N, np.uint8), codes.astype(np.uint8)])
     window = starts[:, None] + np.arange(width)  # in padded coordinates: bases -RBS_FROM.. of each start
     length = ends - starts
     fixed = np.column_stack([coding[:, :3], np.log(length), coding[:, 0] / length, coding[:, 3]])
     return Candidates(starts, ends, stop, codon, padded[window], _kmer_ids(padded)[window[:, :width - MOTIF + 1]],
-                      fixed)
+                      fixed, (starts - first[stop]) // 3)
 
 
 def prefix_sums(values: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -242,6 +263,20 @@ def _kmer_ids(codes: np.ndarray) -> np.ndarray:
 
 def scores(candidates: Candidates, model: GeneModel, tables: dict[str, np.ndarray]) -> np.ndarray:
     return candidates.features(tables) @ np.array(model.weights) + model.bias
+
+
+def values(candidates: Candidates, model: GeneModel, tables: dict[str, np.ndarray]) -> np.ndarray:
+    """What each candidate adds to the programme: its ORF's best score plus its start's log-odds against the ORF's
+    likeliest start (0 for that one); without start weights, its own score."""
+    score = scores(candidates, model, tables)
+    if not model.start_weights or not len(candidates):
+        return score
+    choice = candidates.start_features(tables) @ np.array(model.start_weights)
+    orf = candidates.stop
+    best, likeliest = np.full(orf.max() + 1, -np.inf), np.full(orf.max() + 1, -np.inf)
+    np.maximum.at(best, orf, score)
+    np.maximum.at(likeliest, orf, choice)
+    return best[orf] + choice - likeliest[orf]
 
 
 def best_starts(candidates: Candidates, score: np.ndarray, top: int = TOP_STARTS) -> np.ndarray:
@@ -344,7 +379,7 @@ def decode(per_strand: list[Candidates], model: GeneModel, length: int, keep: li
     tables = model.tables()
     pools, columns = [], []  # columns: per strand (left, right, strand, score) of its pool, record coordinates
     for strand, cands in enumerate(per_strand):
-        score = scores(cands, model, tables)
+        score = values(cands, model, tables)
         pool = best_starts(cands, score)
         pool = pool[score[pool] > 0]
         s, e = cands.start[pool], cands.end[pool]

@@ -4,6 +4,8 @@
    starts against every candidate start of the same ORFs.
 2. Feature weights and bias: a conditional logit over every ORF (no gene, or a gene
    from one of its start codons?), by L-BFGS; the features' scales are learnt, not set.
+   Start weights: a conditional logit over the starts of the ORFs that hold a gene (which
+   start is it?), on the same features and the start's distance from the ORF's first.
 3. Bias, refined: the value near the logit's that maximises exact-gene F1 of the whole
    programme on the genome (the logit sees ORFs one by one, the programme sees overlaps).
 
@@ -63,10 +65,11 @@ def fit_gene_model(records: list[Record], prior: float = 200.0) -> GeneModel:
         for cands, index in zip(per_strand, truth):
             for name, table in start_counts(cands, index).items():
                 counts[name] = counts.get(name, 0) + table
-    model = GeneModel((), 0.0, counts, prior)
-    weights, bias = _fit_weights([(cands, index) for *_, per_strand, truth in data
-                                  for cands, index in zip(per_strand, truth)], model.tables())
-    model = GeneModel(tuple(weights.tolist()), bias, counts, prior)
+    tables = GeneModel((), 0.0, counts, prior).tables()
+    groups = [(cands, index) for *_, per_strand, truth in data for cands, index in zip(per_strand, truth)]
+    weights, bias = _fit_weights(groups, tables)
+    model = GeneModel(tuple(weights.tolist()), bias, counts, prior,
+                      start_weights=tuple(_fit_start_weights(groups, tables).tolist()))
     return model.with_bias(_fit_bias(model, data))
 
 
@@ -81,22 +84,48 @@ def _fit_weights(groups: list[tuple[Candidates, np.ndarray]], tables: dict[str, 
     """Weights and bias of a conditional logit over every ORF: its outcomes are "no gene" (score 0) or a gene
     from one of its candidate starts (score w.x + b); the label is the annotated start, or "no gene". A score is
     then the log-odds of that gene against none, which is what the programme adds up."""
+    chosen = [(cands.features(tables), cands.stop, index) for cands, index in groups if len(cands)]
+    weights = _conditional_logit(*_stacked(chosen), null=True)
+    return weights[:-1], float(weights[-1])
+
+
+def _fit_start_weights(groups: list[tuple[Candidates, np.ndarray]], tables: dict[str, np.ndarray]) -> np.ndarray:
+    """Weights of the start choice: a conditional logit over the starts of each ORF that holds an annotated gene
+    (no "no gene" outcome, so no bias), on :data:`START_FEATURES`; none (the score then chooses the start) when no
+    candidate is an annotated gene."""
+    chosen = []
+    for cands, index in groups:
+        if len(index):
+            kept = np.flatnonzero(np.isin(cands.stop, cands.stop[index]))
+            chosen.append((cands.start_features(tables)[kept], cands.stop[kept], np.searchsorted(kept, index)))
+    return _conditional_logit(*_stacked(chosen), null=False) if chosen else np.empty(0)
+
+
+def _stacked(chosen: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, outcome group and truth of several candidate sets (x, ORF ids, true rows) stacked, the groups
+    numbered apart."""
     xs, group_ids, is_true = [], [], []
     offset = 0
-    for cands, index in groups:
-        if not len(cands):
+    for x, orf, index in chosen:
+        if not len(x):
             continue
-        xs.append(cands.features(tables))
-        _, group = np.unique(cands.stop, return_inverse=True)
-        group_ids.append(group + offset)
-        truth = np.zeros(len(cands), bool)
+        _, group = np.unique(orf, return_inverse=True)
+        truth = np.zeros(len(x), bool)
         truth[index] = True
+        xs.append(x)
+        group_ids.append(group + offset)
         is_true.append(truth)
         offset += group.max() + 1
-    x, group, truth = np.vstack(xs), np.concatenate(group_ids), np.concatenate(is_true)
+    return np.vstack(xs), np.concatenate(group_ids), np.concatenate(is_true)
+
+
+def _conditional_logit(x: np.ndarray, group: np.ndarray, truth: np.ndarray, null: bool) -> np.ndarray:
+    """Weights of a conditional logit, by L-BFGS on standardised features: in each group the ``truth`` rows are
+    the outcome, or none when ``null`` (the "nothing" outcome scoring 0; a bias, last, then says how likely
+    something is). Without ``null`` there is no bias: it would cancel within each group."""
     scale = np.where(x.std(axis=0) > 1e-6, x.std(axis=0), 1.0)  # a constant feature (one start codon only) stays as is
     order = np.argsort(group, kind="stable")
-    z = np.column_stack([x[order] / scale, np.ones(len(x))])
+    z = np.column_stack([x[order] / scale, np.ones(len(x))]) if null else x[order] / scale
     group, truth = group[order], truth[order]
     bounds = np.flatnonzero(np.concatenate([[True], group[1:] != group[:-1]]))
     sizes = np.diff(np.append(bounds, len(z)))
@@ -104,22 +133,25 @@ def _fit_weights(groups: list[tuple[Candidates, np.ndarray]], tables: dict[str, 
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         u = z @ w
-        top = np.maximum(np.maximum.reduceat(u, bounds), 0.0)  # the null outcome scores 0
+        top = np.maximum.reduceat(u, bounds)
+        if null:
+            top = np.maximum(top, 0.0)
         e = np.exp(u - np.repeat(top, sizes))
-        norm = np.add.reduceat(e, bounds) + np.exp(-top)
+        norm = np.add.reduceat(e, bounds) + (np.exp(-top) if null else 0.0)
         p = e / np.repeat(norm, sizes)
         value = (np.log(norm) + top).sum() - u[truth].sum()
         grad = z.T @ p - z[truth].sum(axis=0)
-        ridge = np.append(w[:-1], 0.0)
+        ridge = np.append(w[:-1], 0.0) if null else w
         return value / n_groups + L2 * ridge @ ridge, grad / n_groups + 2 * L2 * ridge
 
-    result = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B")
-    return result.x[:-1] / scale, float(result.x[-1])
+    w = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B").x
+    return np.append(w[:-1] / scale, w[-1]) if null else w / scale
 
 
 def _fit_bias(model: GeneModel, data: list) -> float:
-    """The bias with the best exact-gene F1 of the programme (no self-training) on ``data``, searched around the
-    logit's; F1 is averaged over +-0.5 first, so that a flat optimum gives its middle, not an edge."""
+    """The bias with the best F1 of the programme's genes (no self-training) on ``data``, searched around the
+    logit's; F1 is averaged over +-0.5 first, so that a flat optimum gives its middle, not an edge. A gene counts
+    by its 3' end (the bias decides gene or not; the start weights decide the start)."""
     biases = model.bias + np.arange(-8.0, 8.01, 0.25)
     f1 = []
     for bias in biases:
@@ -127,7 +159,8 @@ def _fit_bias(model: GeneModel, data: list) -> float:
         for codes, coding, ends, per_strand, truth in data:
             chosen = decode(per_strand, model.with_bias(float(bias)), len(codes), [])
             for (strand, index, _), true in zip(chosen, truth):
-                tp += int(np.isin(index, true).sum())
+                cands = per_strand[strand]
+                tp += int(np.isin(cands.stop[index], cands.stop[true]).sum())
                 n_pred += len(index)
             n_true += len(ends)
         f1.append(2 * tp / max(n_pred + n_true, 1))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.dna_genes import (FEATURES, TABLES, CallOptions, GeneCall, GeneModel, best_path, call_genes,
-                                 gene_model_of, prefix_sums, strand_candidates)
+from pipelines.dna_genes import (FEATURES, START_FEATURES, TABLES, CallOptions, GeneCall, GeneModel, best_path,
+                                 call_genes, gene_model_of, prefix_sums, scores, strand_candidates, values)
 from pipelines.dna_genes_fit import fit_gene_model, store_gene_model
 from pipelines.fasta import decode, encode, reverse_complement
 from seqdl import checkpoint
@@ -113,6 +113,7 @@ def test_fitting_learns_the_start_signal_and_round_trips_through_a_model_file(tm
     assert saved.metadata["seqdl.trained_on"] == "x"
     again = gene_model_of(saved)
     assert again.weights == model.weights and again.bias == model.bias
+    assert len(model.start_weights) == len(START_FEATURES) and again.start_weights == model.start_weights
     assert all(np.array_equal(again.counts[name], model.counts[name]) for name in TABLES)
 
 
@@ -152,3 +153,37 @@ def test_prefix_sums_equal_a_running_sum_at_any_points():
     flags = values > 0
     assert prefix_sums(flags, np.array([5_000]))[0] == flags.sum()
     assert prefix_sums(values, np.array([0, 0])).tolist() == [0.0, 0.0]
+
+
+def test_start_weights_choose_the_start_and_the_orf_keeps_its_best_score():
+    # one ORF with three in-frame starts (ATG at 0, 30 and 60); the score prefers the last (shortest) one, the start
+    # weights the first (their distance from the ORF's first start counts against a start)
+    seq = encode("ATG" + body(9) + "ATG" + body(9) + "ATG" + body(100) + "TAA")
+    probs = probs_for(decode(seq), [(60, len(seq), 0)])
+    cands = strand_candidates(seq, probs[0], 90)
+    assert cands.start.tolist() == [0, 30, 60] and cands.distance.tolist() == [0, 10, 20]
+    model = simple_model()
+    tables = model.tables()
+    score = scores(cands, model, tables)
+    assert np.argmax(score) == 2
+    weights = dict.fromkeys(START_FEATURES, 0.0)
+    weights["log_distance"] = -2.0
+    chooser = GeneModel(model.weights, model.bias, model.counts, model.prior, start_weights=tuple(weights.values()))
+    value = values(cands, chooser, tables)
+    assert value[0] == score.max() and value[1] < value[0] and value[2] < value[1]
+    np.testing.assert_allclose(value - value[0], -2.0 * np.log1p(cands.distance))
+    calls = call_genes(seq, probs, CallOptions(self_train=False), genes=chooser)
+    assert [(c.start, c.end) for c in calls] == [(0, len(seq))]
+    assert [(c.start, c.end) for c in call_genes(seq, probs, CallOptions(self_train=False), genes=model)] == \
+        [(60, len(seq))]
+
+
+def test_a_decoder_stored_without_start_weights_still_reads_and_scores_as_before():
+    old = simple_model()
+    text = old.to_json().replace(', "start_weights": []', "")
+    assert "start_weights" not in text
+    again = GeneModel.from_json(text)
+    assert again.start_weights == ()
+    seq = encode("ATG" + body(40) + "TAA")
+    cands = strand_candidates(seq, probs_for(decode(seq), [(0, len(seq), 0)])[0], 90)
+    np.testing.assert_array_equal(values(cands, again, again.tables()), scores(cands, again, again.tables()))
