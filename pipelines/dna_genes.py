@@ -15,9 +15,10 @@ In the spirit of Prodigal's (``dprog.c``), with the network in place of its hexa
    gene" against "no gene in this ORF".
    *Which start*: features that tell a gene from none (its mean coding probability above
    all) also pull towards a start inside the gene, past the weaker coding signal of its
-   first codons. So the choice among an ORF's starts has weights of its own
-   (:data:`START_FEATURES`: the same features and the start's distance from the ORF's
-   first start), and a candidate enters the programme with its ORF's best score plus the
+   first codons. So the choice among an ORF's starts has weights of its own, on features
+   of the start rather than of the whole gene (:data:`START_FEATURES`: coding evidence,
+   the start codon, RBS and motif, length, and the start's distance from the ORF's first
+   start), and a candidate enters the programme with its ORF's best score plus the
    log-odds of its start against the ORF's likeliest one (:func:`values`). Per stop, only
    the ``TOP_STARTS`` best starts go on.
 3. *Dynamic programme* over the candidates sorted by right end: the best total score of a
@@ -50,7 +51,10 @@ STOPS = (3 * 16 + 0 * 4 + 0, 3 * 16 + 0 * 4 + 2, 3 * 16 + 2 * 4 + 0)  # TAA TAG 
 START_CODONS = (0 * 16 + 3 * 4 + 2, 2 * 16 + 3 * 4 + 2, 3 * 16 + 3 * 4 + 2)  # ATG GTG TTG
 FEATURES = ("coding", "after", "before", "start_codon", "rbs", "motif", "log_length", "mean_coding",
             "mean_probability")
-START_FEATURES = FEATURES + ("log_distance",)   # log(1 + codons from the ORF's first start)
+# The start choice's: not the gene-wide means, whose scale is the network's calibration on the genome at hand;
+# log_distance = log(1 + codons from the ORF's first start).
+START_FEATURES = ("coding", "after", "before", "start_codon", "rbs", "motif", "log_length", "log_distance")
+_SHARED = [FEATURES.index(name) for name in START_FEATURES[:-1]]
 MOTIF = 4  # length of the upstream words counted for the Shine-Dalgarno motif
 LOCAL = 60  # bases after / before the start whose coding signal is a feature of its own
 RBS_FROM, RBS_TO = 21, 4  # the RBS window: bases -21..-5 upstream of the start codon's first base
@@ -183,7 +187,7 @@ class Candidates:
 
     def start_features(self, tables: dict[str, np.ndarray]) -> np.ndarray:
         """(n, len(START_FEATURES))."""
-        return np.column_stack([self.features(tables), np.log1p(self.distance)])
+        return np.column_stack([self.features(tables)[:, _SHARED], np.log1p(self.distance)])
 
 
 def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, min_length: int) -> Candidates:

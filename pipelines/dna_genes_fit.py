@@ -5,7 +5,7 @@
 2. Feature weights and bias: a conditional logit over every ORF (no gene, or a gene
    from one of its start codons?), by L-BFGS; the features' scales are learnt, not set.
    Start weights: a conditional logit over the starts of the ORFs that hold a gene (which
-   start is it?), on the same features and the start's distance from the ORF's first.
+   start is it?), on the start's own features and its distance from the ORF's first.
 3. Bias, refined: the value near the logit's that maximises exact-gene F1 of the whole
    programme on the genome (the logit sees ORFs one by one, the programme sees overlaps).
 
