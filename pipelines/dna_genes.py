@@ -13,13 +13,15 @@ In the spirit of Prodigal's (``dprog.c``), with the network in place of its hexa
    best log-odds of a ``MOTIF``-mer anywhere in that window (the motif at any distance);
    log length and mean coding log-odds; plus a bias. A score is the log-odds of "this
    gene" against "no gene in this ORF".
-   *Which start*: features that tell a gene from none (its mean coding probability above
-   all) also pull towards a start inside the gene, past the weaker coding signal of its
-   first codons. So the choice among an ORF's starts has weights of its own, on features
-   of the start rather than of the whole gene (:data:`START_FEATURES`: coding evidence,
-   the start codon, RBS and motif, length, and the start's distance from the ORF's first
-   start), and a candidate enters the programme with its ORF's best score plus the
-   log-odds of its start against the ORF's likeliest one (:func:`values`). Per stop, only
+   *Which start* is a question of its own: features that tell a gene from none (its mean
+   coding probability above all) pull towards a start inside the gene, past the weaker
+   coding signal of its first codons, and the start's features, asked to pick the start
+   too, would veto genes whose starts look unlike the training genome's. So the starts of
+   an ORF are ranked by weights of their own, on features of the start rather than of the
+   whole gene (:data:`START_FEATURES`: coding evidence, the start codon, RBS and motif,
+   length, and the start's distance from the ORF's first start); the ORF is scored as a
+   gene at its likeliest start; and a candidate enters the programme with that score plus
+   the log-odds of its start against the likeliest one (:func:`values`). Per stop, only
    the ``TOP_STARTS`` best starts go on.
 3. *Dynamic programme* over the candidates sorted by right end: the best total score of a
    set of genes where neighbours overlap by at most ``SAME_OVERLAP`` bp on the same strand,
@@ -270,17 +272,17 @@ def scores(candidates: Candidates, model: GeneModel, tables: dict[str, np.ndarra
 
 
 def values(candidates: Candidates, model: GeneModel, tables: dict[str, np.ndarray]) -> np.ndarray:
-    """What each candidate adds to the programme: its ORF's best score plus its start's log-odds against the ORF's
-    likeliest start (0 for that one); without start weights, its own score."""
-    score = scores(candidates, model, tables)
+    """What each candidate adds to the programme: its ORF's score at the ORF's likeliest start plus its own start's
+    log-odds against that one (0 for it); without start weights, its own score."""
     if not model.start_weights or not len(candidates):
-        return score
+        return scores(candidates, model, tables)
     choice = candidates.start_features(tables) @ np.array(model.start_weights)
-    orf = candidates.stop
-    best, likeliest = np.full(orf.max() + 1, -np.inf), np.full(orf.max() + 1, -np.inf)
-    np.maximum.at(best, orf, score)
-    np.maximum.at(likeliest, orf, choice)
-    return best[orf] + choice - likeliest[orf]
+    likeliest = best_starts(candidates, choice, top=1)
+    orf, top = candidates.stop, candidates.stop[likeliest]
+    gene, best_choice = np.zeros(orf.max() + 1), np.zeros(orf.max() + 1)
+    gene[top] = scores(candidates.take(likeliest), model, tables)
+    best_choice[top] = choice[likeliest]
+    return gene[orf] + choice - best_choice[orf]
 
 
 def best_starts(candidates: Candidates, score: np.ndarray, top: int = TOP_STARTS) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 1. Start tables: counts of start codons and of the bases upstream at the annotated
    starts against every candidate start of the same ORFs.
-2. Feature weights and bias: a conditional logit over every ORF (no gene, or a gene
-   from one of its start codons?), by L-BFGS; the features' scales are learnt, not set.
-   Start weights: a conditional logit over the starts of the ORFs that hold a gene (which
+2. Start weights: a conditional logit over the starts of the ORFs that hold a gene (which
    start is it?), on the start's own features and its distance from the ORF's first.
+   Feature weights and bias: a logit over every ORF (gene or not?) on the features of its
+   likeliest start; both by L-BFGS, the features' scales learnt, not set.
 3. Bias, refined: the value near the logit's that maximises exact-gene F1 of the whole
    programme on the genome (the logit sees ORFs one by one, the programme sees overlaps).
 
@@ -32,7 +32,7 @@ from seqdl.io import atomic_path
 from .annotation import read_annotation
 from .dna_adapt import gc_fraction
 from .dna_data import Region, parse_region, split_regions
-from .dna_genes import FEATURES, GENES_KEY, Candidates, GeneModel, both_strands, decode, start_counts
+from .dna_genes import FEATURES, GENES_KEY, Candidates, GeneModel, best_starts, both_strands, decode, start_counts
 from .dna_model import load_dna_model, score
 from .fasta import read_records
 
@@ -67,9 +67,9 @@ def fit_gene_model(records: list[Record], prior: float = 200.0) -> GeneModel:
                 counts[name] = counts.get(name, 0) + table
     tables = GeneModel((), 0.0, counts, prior).tables()
     groups = [(cands, index) for *_, per_strand, truth in data for cands, index in zip(per_strand, truth)]
-    weights, bias = _fit_weights(groups, tables)
-    model = GeneModel(tuple(weights.tolist()), bias, counts, prior,
-                      start_weights=tuple(_fit_start_weights(groups, tables).tolist()))
+    start_weights = _fit_start_weights(groups, tables)
+    weights, bias = _fit_weights(groups, tables, start_weights)
+    model = GeneModel(tuple(weights.tolist()), bias, counts, prior, start_weights=tuple(start_weights.tolist()))
     return model.with_bias(_fit_bias(model, data))
 
 
@@ -79,12 +79,22 @@ def _prepared(record: Record) -> tuple:
     return codes, coding, ends, per_strand, true_indices(per_strand, ends, len(codes))
 
 
-def _fit_weights(groups: list[tuple[Candidates, np.ndarray]], tables: dict[str, np.ndarray]
-                 ) -> tuple[np.ndarray, float]:
-    """Weights and bias of a conditional logit over every ORF: its outcomes are "no gene" (score 0) or a gene
-    from one of its candidate starts (score w.x + b); the label is the annotated start, or "no gene". A score is
-    then the log-odds of that gene against none, which is what the programme adds up."""
-    chosen = [(cands.features(tables), cands.stop, index) for cands, index in groups if len(cands)]
+def _fit_weights(groups: list[tuple[Candidates, np.ndarray]], tables: dict[str, np.ndarray],
+                 start_weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weights and bias of the gene score: a logit over every ORF, gene or not, on the features of its likeliest
+    start (by ``start_weights``), so a score is the log-odds of a gene against none, which is what the programme
+    adds up. Without start weights, a conditional logit over every ORF whose outcomes are "no gene" (score 0) or a
+    gene from one of its starts (score w.x + b), labelled by the annotated start."""
+    chosen = []
+    for cands, index in groups:
+        if not len(cands):
+            continue
+        if len(start_weights):
+            rows = best_starts(cands, cands.start_features(tables) @ start_weights, top=1)
+            genic = np.flatnonzero(np.isin(cands.stop[rows], cands.stop[index]))
+            chosen.append((cands.features(tables)[rows], np.arange(len(rows)), genic))   # an ORF alone per group
+        else:
+            chosen.append((cands.features(tables), cands.stop, index))
     weights = _conditional_logit(*_stacked(chosen), null=True)
     return weights[:-1], float(weights[-1])
 

@@ -155,9 +155,10 @@ def test_prefix_sums_equal_a_running_sum_at_any_points():
     assert prefix_sums(values, np.array([0, 0])).tolist() == [0.0, 0.0]
 
 
-def test_start_weights_choose_the_start_and_the_orf_keeps_its_best_score():
+def test_start_weights_choose_the_start_and_the_orf_is_scored_there():
     # one ORF with three in-frame starts (ATG at 0, 30 and 60); the score prefers the last (shortest) one, the start
-    # weights the first (their distance from the ORF's first start counts against a start)
+    # weights the first (their distance from the ORF's first start counts against a start), so the ORF is scored
+    # as a gene from the first, and the others lose their log-odds against it
     seq = encode("ATG" + body(9) + "ATG" + body(9) + "ATG" + body(100) + "TAA")
     probs = probs_for(decode(seq), [(60, len(seq), 0)])
     cands = strand_candidates(seq, probs[0], 90)
@@ -170,7 +171,7 @@ def test_start_weights_choose_the_start_and_the_orf_keeps_its_best_score():
     weights["log_distance"] = -2.0
     chooser = GeneModel(model.weights, model.bias, model.counts, model.prior, start_weights=tuple(weights.values()))
     value = values(cands, chooser, tables)
-    assert value[0] == score.max() and value[1] < value[0] and value[2] < value[1]
+    assert value[0] == score[0] < score.max() and value[1] < value[0] and value[2] < value[1]
     np.testing.assert_allclose(value - value[0], -2.0 * np.log1p(cands.distance))
     calls = call_genes(seq, probs, CallOptions(self_train=False), genes=chooser)
     assert [(c.start, c.end) for c in calls] == [(0, len(seq))]
