@@ -6,8 +6,8 @@
    start is it?), on the start's own features and its distance from the ORF's first.
    Feature weights and bias: a logit over every ORF (gene or not?) on the features of its
    likeliest start; both by L-BFGS, the features' scales learnt, not set.
-3. Bias, refined: the value near the logit's that maximises exact-gene F1 of the whole
-   programme on the genome (the logit sees ORFs one by one, the programme sees overlaps).
+3. Bias, refined: the value near the logit's that maximises the F1 of the whole programme's
+   3' ends on the genome (the logit sees ORFs one by one, the programme sees overlaps).
 
 :func:`fit_and_store` scores an annotated genome (outside held-out regions) with a trained
 model and stores the result in the model file, so a model and the decoder fitted to its

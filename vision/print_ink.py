@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+
 from .images import stroke_width
 
 MIN_FAMILY = 3          # print repeats its common letters many times; a hand's chance look-alikes come in pairs
