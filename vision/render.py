@@ -88,7 +88,7 @@ def render_page(images: np.ndarray, labels: np.ndarray, text: list[str] | tuple[
     placed = []   # (line, word, index, char, ink, x, y)
     y = float(o.margin)
     width = 0
-    rules = []   # rows of the rules, top of each
+    rules = []
     for li, words in enumerate(lines):
         x = float(o.margin)
         for wi, word in enumerate(words):
@@ -106,16 +106,14 @@ def render_page(images: np.ndarray, labels: np.ndarray, text: list[str] | tuple[
     for _, _, _, _, ink, x0, y0 in placed:
         region = canvas[y0:y0 + ink.shape[0], x0:x0 + ink.shape[1]]
         np.maximum(region, ink[: region.shape[0], : region.shape[1]], out=region)
-    ruling = np.zeros_like(canvas)
+    # rules of their own colour are printed under the writing; otherwise they are pale lines of the ink's
+    ruling = np.zeros_like(canvas) if o.rule_colour is not None else canvas
     if o.ruled:
         for rule in rules:
             r = int(rule)
-            ruling[r:r + 2, :] = 0.45 if o.rule_colour is None else 1.0
-    if o.rule_colour is None:   # pale lines of the ink's colour, drawn as ink
-        canvas, ruling = np.maximum(canvas, ruling), np.zeros_like(canvas)
+            ruling[r:r + 2, :] = np.maximum(ruling[r:r + 2, :], 0.45 if o.rule_colour is None else 1.0)
     angle = float(rng.uniform(-o.max_rotation, o.max_rotation)) if o.rotation is None else o.rotation
     canvas = np.array(Image.fromarray(canvas, "F").rotate(angle, Image.Resampling.BILINEAR))
-    ruling = np.array(Image.fromarray(ruling, "F").rotate(angle, Image.Resampling.BILINEAR))
     cx, cy = page_w / 2, page_h / 2
     theta = np.radians(angle)
     truth = []
@@ -129,7 +127,8 @@ def render_page(images: np.ndarray, labels: np.ndarray, text: list[str] | tuple[
     yy, xx = np.mgrid[0:page_h, 0:page_w].astype(np.float32)
     light = 1.0 - o.lighting * (xx / page_w * 0.6 + yy / page_h * 0.4)
     paper = np.array([246, 240, 222], np.float32)
-    if o.rule_colour is not None:   # printed under the writing
+    if o.rule_colour is not None:
+        ruling = np.array(Image.fromarray(ruling, "F").rotate(angle, Image.Resampling.BILINEAR))
         beta = np.clip(ruling, 0, 1)[:, :, None]
         paper = paper * (1 - beta) + np.array(o.rule_colour, np.float32) * beta
     alpha = np.clip(canvas, 0, 1)[:, :, None]
