@@ -187,9 +187,9 @@ class Candidates:
         motif = np.append(tables["motif"], 0.0)[self.kmers].max(axis=1, initial=0.0)  # -1: the 0 appended
         return np.column_stack([self.fixed[:, :3], tables["start_codon"][self.codon], rbs, motif, self.fixed[:, 3:]])
 
-    def start_features(self, tables: dict[str, np.ndarray]) -> np.ndarray:
-        """(n, len(START_FEATURES))."""
-        return np.column_stack([self.features(tables)[:, _SHARED], np.log1p(self.distance)])
+    def start_features(self, features: np.ndarray) -> np.ndarray:
+        """(n, len(START_FEATURES)) from the rows' :meth:`features` (computed once for both uses)."""
+        return np.column_stack([features[:, _SHARED], np.log1p(self.distance)])
 
 
 def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, min_length: int) -> Candidates:
@@ -268,19 +268,24 @@ def _kmer_ids(codes: np.ndarray) -> np.ndarray:
 
 
 def scores(candidates: Candidates, model: GeneModel, tables: dict[str, np.ndarray]) -> np.ndarray:
-    return candidates.features(tables) @ np.array(model.weights) + model.bias
+    return gene_scores(candidates.features(tables), model)
+
+
+def gene_scores(features: np.ndarray, model: GeneModel) -> np.ndarray:
+    return features @ np.array(model.weights) + model.bias
 
 
 def values(candidates: Candidates, model: GeneModel, tables: dict[str, np.ndarray]) -> np.ndarray:
     """What each candidate adds to the programme: its ORF's score at the ORF's likeliest start plus its own start's
     log-odds against that one (0 for it); without start weights, its own score."""
+    features = candidates.features(tables)
     if not model.start_weights or not len(candidates):
-        return scores(candidates, model, tables)
-    choice = candidates.start_features(tables) @ np.array(model.start_weights)
+        return gene_scores(features, model)
+    choice = candidates.start_features(features) @ np.array(model.start_weights)
     likeliest = best_starts(candidates, choice, top=1)
     orf, top = candidates.stop, candidates.stop[likeliest]
     gene, best_choice = np.zeros(orf.max() + 1), np.zeros(orf.max() + 1)
-    gene[top] = scores(candidates.take(likeliest), model, tables)
+    gene[top] = gene_scores(features[likeliest], model)
     best_choice[top] = choice[likeliest]
     return gene[orf] + choice - best_choice[orf]
 

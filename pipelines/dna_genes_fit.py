@@ -89,12 +89,13 @@ def _fit_weights(groups: list[tuple[Candidates, np.ndarray]], tables: dict[str, 
     for cands, index in groups:
         if not len(cands):
             continue
+        features = cands.features(tables)
         if len(start_weights):
-            rows = best_starts(cands, cands.start_features(tables) @ start_weights, top=1)
+            rows = best_starts(cands, cands.start_features(features) @ start_weights, top=1)
             genic = np.flatnonzero(np.isin(cands.stop[rows], cands.stop[index]))
-            chosen.append((cands.features(tables)[rows], np.arange(len(rows)), genic))   # an ORF alone per group
+            chosen.append((features[rows], np.arange(len(rows)), genic))   # an ORF alone per group
         else:
-            chosen.append((cands.features(tables), cands.stop, index))
+            chosen.append((features, cands.stop, index))
     weights = _conditional_logit(*_stacked(chosen), null=True)
     return weights[:-1], float(weights[-1])
 
@@ -107,7 +108,8 @@ def _fit_start_weights(groups: list[tuple[Candidates, np.ndarray]], tables: dict
     for cands, index in groups:
         if len(index):
             kept = np.flatnonzero(np.isin(cands.stop, cands.stop[index]))
-            chosen.append((cands.start_features(tables)[kept], cands.stop[kept], np.searchsorted(kept, index)))
+            features = cands.start_features(cands.features(tables))
+            chosen.append((features[kept], cands.stop[kept], np.searchsorted(kept, index)))
     return _conditional_logit(*_stacked(chosen), null=False) if chosen else np.empty(0)
 
 

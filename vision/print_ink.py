@@ -34,6 +34,7 @@ PRINT_SHARE = 0.15      # share of the shapes in families from which a page carr
 MIN_TWINS = 10          # ... and how many at least
 NEIGHBOUR_GAP = 1.0     # ink this close (in the printed component's height) beside print is print ...
 SAME_SIZE = 1.6         # ... if no taller than this many times the printed component next to it
+GROW_BLOCK = 256        # printed components grown from at once (a block x open-components matrix)
 
 
 def twin_counts(masks: list[np.ndarray], threshold: float = TWIN_IOU) -> np.ndarray:
@@ -129,14 +130,17 @@ def _grow(seeds: np.ndarray, boxes: np.ndarray, candidates: np.ndarray) -> np.nd
     size = np.where(seeds, np.maximum(heights, np.median(heights[seeds])), 0.0)
     frontier = np.flatnonzero(out)
     while frontier.size:
-        joined = []
-        for i in frontier:
-            x0, y0, x1, y1 = boxes[i]
-            reach = NEIGHBOUR_GAP * size[i]
-            near = np.flatnonzero(candidates & ~out & (boxes[:, 0] < x1 + reach) & (boxes[:, 2] > x0 - reach)
-                                  & (boxes[:, 1] < y1) & (boxes[:, 3] > y0) & (heights <= SAME_SIZE * size[i]))
-            size[near] = np.maximum(size[near], size[i])
-            out[near] = True
-            joined.append(near)
-        frontier = np.unique(np.concatenate(joined)) if joined else np.empty(0, np.int64)
+        grown = np.zeros(len(boxes))   # per component, the largest print size that reached it this round
+        open_ = np.flatnonzero(candidates & ~out)
+        for first in range(0, len(frontier), GROW_BLOCK):   # every frontier component against every open one
+            f = frontier[first:first + GROW_BLOCK]
+            reach = (NEIGHBOUR_GAP * size[f])[:, None]
+            x0, y0, x1, y1 = (boxes[f, k][:, None] for k in range(4))
+            o = boxes[open_]
+            near = ((o[:, 0] < x1 + reach) & (o[:, 2] > x0 - reach) & (o[:, 1] < y1) & (o[:, 3] > y0)
+                    & (heights[open_] <= SAME_SIZE * size[f][:, None]))
+            np.maximum.at(grown, open_[np.nonzero(near)[1]], np.broadcast_to(size[f][:, None], near.shape)[near])
+        frontier = np.flatnonzero(grown > 0)
+        size[frontier] = grown[frontier]
+        out[frontier] = True
     return out
