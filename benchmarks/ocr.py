@@ -1,6 +1,6 @@
 """``seqdl ocr``: character accuracy on real and rendered pages, with and without a language model, and speed.
 
-    python -m benchmarks.ocr [--model PATH] [--lm PATH] [--pages N] [--skip-speed]
+    python -m benchmarks.ocr [--model PATH] [--lm PATH] [--digits PREFIX] [--lines N] [--skip-speed]
 
 Character accuracy is 1 - edit distance / length over letters only, case-
 insensitive, spaces and punctuation ignored (``vision.ocr.character_accuracy``),
@@ -13,7 +13,12 @@ pooled over a set's letters.
    weight is chosen first on *validation* pages, rendered from one half of the
    letters model's validation split of the pool; the reported pages use the other
    half (letters n-z) and the EMNIST test images (a-m, the only ones shared).
-3. Speed: 12-megapixel pages read end to end (a scaled scan, a rendered photo and the shared
+3. Numbers: pages rendered from the same letters and from the digits the numbers
+   model held out for its validation (``--digits PREFIX``, the pair ``python -m
+   vision.digits`` makes), English lines with numbers among the words: accuracy
+   over letters and digits with and without the numbers model, and how many
+   number words and letter words come out as numbers.
+4. Speed: 12-megapixel pages read end to end (a scaled scan, a rendered photo and the shared
    photo of a filled-in form; target <= 3 s on 2 cores) and
    letter classification in crops per second (target >= 5,000).
 """
@@ -31,7 +36,7 @@ import numpy as np
 from benchmarks.segment import rendered_photo, scaled_scan
 from pipelines.text_model import load_text_model
 from pipelines.text_scorer import CharModelScorer
-from vision import emnist, ocr, render
+from vision import digits, emnist, ocr, render
 from vision.letters_data import read_letters, split_validation
 from vision.letters_model import load_letters_model
 from vision.letters_train import DataOptions
@@ -86,12 +91,13 @@ def render_set(letters: tuple[np.ndarray, np.ndarray], lines: list[str], per_pag
     return pages
 
 
-def pooled_accuracy(pages: list[tuple[np.ndarray, str]], classify, lm: ocr.LanguageHelp | None) -> float:
+def pooled_accuracy(pages: list[tuple[np.ndarray, str]], classify, lm: ocr.LanguageHelp | None,
+                    numbers=None, with_digits: bool = False) -> float:
     errors = total = 0.0
     for k, (rgb, truth) in enumerate(pages):
-        read = ocr.read_array(Path(f"page-{k}"), rgb, classify, lm)
-        n = sum(c.isalpha() for c in truth)
-        errors += (1 - ocr.character_accuracy(read.text, truth)) * n
+        read = ocr.read_array(Path(f"page-{k}"), rgb, classify, lm, numbers=numbers)
+        n = sum(c.isalnum() if with_digits else c.isalpha() for c in truth)
+        errors += (1 - ocr.character_accuracy(read.text, truth, with_digits)) * n
         total += n
     return 1 - errors / total
 
@@ -115,33 +121,81 @@ def choose_weight(classify, scorer, n_lines: int) -> ocr.LanguageHelp:
     return max(allowed, key=allowed.get) if allowed else ocr.LanguageHelp(scorer, 0.0)
 
 
-def shared_pages(classify, lm: ocr.LanguageHelp) -> None:
-    print(f"{'shared page':<46} {'no LM':>7} {'LM':>7}  text read (no LM)")
+def shared_pages(classify, lm: ocr.LanguageHelp, numbers) -> None:
+    """Each shared page read as ``seqdl ocr`` reads it (numbers model on), with ``--lm``, and with
+    ``--no-digits``; letters scored."""
+    print(f"{'shared page':<46} {'no LM':>7} {'LM':>7} {'letters only':>13}  text read (no LM)")
     for path in sorted((SHARED / "pages").glob("*.jp*g")):
         truth = path.with_suffix(".txt").read_text()
-        plain, _ = ocr.read_file(path, classify)
-        helped, _ = ocr.read_file(path, classify, lm)
-        a, b = ocr.character_accuracy(plain.text, truth), ocr.character_accuracy(helped.text, truth)
-        print(f"{path.name:<46} {100 * a:6.1f}% {100 * b:6.1f}%  {plain.text!r}")
+        plain, _ = ocr.read_file(path, classify, numbers=numbers)
+        helped, _ = ocr.read_file(path, classify, lm, numbers=numbers)
+        only, _ = ocr.read_file(path, classify)
+        a, b, c = (ocr.character_accuracy(page.text, truth) for page in (plain, helped, only))
+        print(f"{path.name:<46} {100 * a:6.1f}% {100 * b:6.1f}% {100 * c:12.1f}%  {plain.text!r}")
 
 
-def rendered_pages(classify, lm: ocr.LanguageHelp, n_lines: int) -> None:
+def rendered_pages(classify, lm: ocr.LanguageHelp, n_lines: int, numbers) -> None:
+    """Letters scored without and with the LM (numbers model on, as ``seqdl ocr`` reads), and letters only."""
     _, reported = letter_sets()
     sets = {"English (tiny-shakespeare, held out)": render_set(reported, english_lines(n_lines, 2, first=False), 6, 0),
             "random letters": render_set(reported, random_lines(n_lines, 3), 6, 50_000)}
     for name, pages in sets.items():
-        plain, helped = pooled_accuracy(pages, classify, None), pooled_accuracy(pages, classify, lm)
-        print(f"rendered {name:<38} {100 * plain:6.2f}% {100 * helped:6.2f}%  ({len(pages)} pages)")
+        plain, helped = pooled_accuracy(pages, classify, None, numbers), pooled_accuracy(pages, classify, lm, numbers)
+        only = pooled_accuracy(pages, classify, None)
+        print(f"rendered {name:<38} {100 * plain:6.2f}% {100 * helped:6.2f}% {100 * only:12.2f}%  "
+              f"({len(pages)} pages)")
 
 
-def speed(classify) -> None:
+def number_lines(count: int, seed: int) -> list[str]:
+    """Held-out English lines with one or two numbers of 1-6 digits put among their words."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for line in english_lines(count, seed, first=False):
+        words = line.split()
+        for _ in range(int(rng.integers(1, 3))):
+            number = "".join(rng.choice(list(digits.DIGITS), int(rng.integers(1, 7))))
+            words.insert(int(rng.integers(0, len(words) + 1)), number)
+        lines.append(" ".join(words))
+    return lines
+
+
+def numbers_pages(classify, numbers, digits_prefix: str, n_lines: int) -> None:
+    """Pages of English with numbers: letters and digits scored, and words read as numbers counted."""
+    _, (letter_images, letter_labels) = letter_sets()
+    _, held = split_validation(digits.read_digits(digits_prefix), digits.DIGITS_VAL_PER_CLASS, digits.DIGITS)
+    images = np.concatenate([letter_images, held.images])
+    labels = np.concatenate([letter_labels, held.labels + 1 + len(emnist.ALPHABET)])
+    counts = {"number words": [0, 0], "letter words": [0, 0]}   # [read as numbers, aligned words]
+    lines = number_lines(n_lines, 5)
+    pages = []
+    for k in range(0, len(lines), 6):
+        text = lines[k:k + 6]
+        page = render.render_page(images, labels, text, seed=70_000 + k, symbols=emnist.ALPHABET + digits.DIGITS)
+        pages.append((page.rgb, "\n".join(text)))
+        read = ocr.read_array(Path(f"numbers-{k}"), page.rgb, classify, numbers=numbers).lines
+        for truth, got in zip(text, read if len(read) == len(text) else []):
+            if len(truth.split()) == len(got.split()):
+                for t, g in zip(truth.split(), got.split()):
+                    kind = counts["number words" if t.isdigit() else "letter words"]
+                    kind[0] += g.isdigit()
+                    kind[1] += 1
+    with_numbers = pooled_accuracy(pages, classify, None, numbers, with_digits=True)
+    without = pooled_accuracy(pages, classify, None, None, with_digits=True)
+    print(f"rendered English with numbers, letters and digits scored: {100 * with_numbers:.2f} % "
+          f"({100 * without:.2f} % with --no-digits; {len(pages)} pages)")
+    for name, (as_numbers, n) in counts.items():
+        print(f"  {name} read as numbers: {as_numbers} of {n} ({100 * as_numbers / max(n, 1):.1f} %, "
+              f"lines with every word found)")
+
+
+def speed(classify, numbers) -> None:
     with tempfile.TemporaryDirectory() as temp:
         photo = SHARED / "pages" / "aws-samples_patient_intake_form.jpg"   # a real 12 MP phone photo of a form
         pages = (scaled_scan(Path(temp)), rendered_photo(Path(temp)), photo if photo.exists() else None)
         for path in (p for p in pages if p is not None):
             seconds = []
             for _ in range(3):
-                page, _ = ocr.read_file(path, classify)
+                page, _ = ocr.read_file(path, classify, numbers=numbers)
                 seconds.append(page.seconds)
             print(f"12 MP {path.name}: {page.width}x{page.height}, {len(page.letters)} letters, {page.n_crops} crops, "
                   f"median {np.median(seconds):.2f} s (first {seconds[0]:.2f} s)")
@@ -162,18 +216,24 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=60, help="Text lines per rendered set (6 per page).")
     parser.add_argument("--weight", type=float, default=None, help="LM weight (default: chosen on validation).")
     parser.add_argument("--mix", type=float, default=ocr.LM_MIX, help="LM mix with uniform (with --weight).")
+    parser.add_argument("--digits-model", type=Path, default=None, help="Numbers model (default: the shipped one).")
+    parser.add_argument("--digits", default=None, metavar="PREFIX", help="The digits pair the numbers model was "
+                        "trained on (its validation digits render the numbers pages; default: skip them).")
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
     classify = load_letters_model(args.model).classify
+    numbers = digits.load_numbers_model(args.digits_model).classify
     model, vocab, _ = load_text_model(args.lm)
     scorer = CharModelScorer(model, vocab, ocr.SYMBOLS)
     lm = (ocr.LanguageHelp(scorer, args.weight, args.mix) if args.weight is not None
           else choose_weight(classify, scorer, args.lines))
     print(f"LM weight {lm.weight}, mix {lm.mix}")
-    shared_pages(classify, lm)
-    rendered_pages(classify, lm, args.lines)
+    shared_pages(classify, lm, numbers)
+    rendered_pages(classify, lm, args.lines, numbers)
+    if args.digits:
+        numbers_pages(classify, numbers, args.digits, args.lines)
     if not args.skip_speed:
-        speed(classify)
+        speed(classify, numbers)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ them upright (``img.T``) and so do the crops.
 """
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 from typing import Sequence
@@ -68,6 +69,19 @@ def read_idx_images(path: str | os.PathLike) -> np.ndarray:
 def read_idx_labels(path: str | os.PathLike) -> np.ndarray:
     """(N,) uint8 labels; for EMNIST letters 1..26 = a..z (upper and lower case share a label)."""
     return _read_idx(path, IDX_LABELS_MAGIC, 1).copy()
+
+
+def write_idx_pair(prefix: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write upright (N, 28, 28) uint8 images and their labels as ``PREFIX-images-idx3-ubyte.gz`` and
+    ``PREFIX-labels-idx1-ubyte.gz``, images transposed as EMNIST stores them."""
+    from seqdl.io import atomic_path
+
+    stored = np.ascontiguousarray(np.asarray(images, np.uint8).transpose(0, 2, 1))
+    for part, magic, array in (("images-idx3-ubyte", IDX_IMAGES_MAGIC, stored),
+                               ("labels-idx1-ubyte", IDX_LABELS_MAGIC, np.asarray(labels, np.uint8))):
+        header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
+        with atomic_path(f"{prefix}-{part}.gz") as temp:
+            temp.write_bytes(gzip.compress(header + array.tobytes(), mtime=0))
 
 
 def load_emnist_letters(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from .letters_model import CLASSES, SIZE
 
 @dataclass(frozen=True)
 class LetterData:
-    """Upright uint8 images (N, 28, 28) and their classes 0..25, with the files they came from."""
+    """Upright uint8 images (N, 28, 28) and their classes (0..25 for letters), with the files they came from."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -45,8 +45,10 @@ def idx_paths(prefix: str | os.PathLike) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def read_letters(prefix: str | os.PathLike) -> LetterData:
-    """An EMNIST letters pair; a wrong magic, size, shape, count or label range is one error naming the file."""
+def read_letters(prefix: str | os.PathLike, classes: str = CLASSES, first_label: int = 1,
+                 what: str = "EMNIST letters") -> LetterData:
+    """An EMNIST letters pair (or, with ``classes`` and ``first_label``, another EMNIST-style set such as digits
+    labelled 0..9); a wrong magic, size, shape, count or label range is one error naming the file."""
     images_path, labels_path = idx_paths(prefix)
     for path in (images_path, labels_path):
         if not path.exists():
@@ -62,16 +64,17 @@ def read_letters(prefix: str | os.PathLike) -> LetterData:
                          str(labels_path))
     if len(labels) == 0:
         raise SeqdlError("holds no images", str(images_path))
-    bad = (labels < 1) | (labels > len(CLASSES))
+    last = first_label + len(classes) - 1
+    bad = (labels < first_label) | (labels > last)
     if bad.any():
         first = int(np.argmax(bad))
-        raise SeqdlError(f"label {labels[first]} at index {first} is outside 1..{len(CLASSES)} (EMNIST letters)",
+        raise SeqdlError(f"label {labels[first]} at index {first} is outside {first_label}..{last} ({what})",
                          str(labels_path))
-    return LetterData(images, (labels - 1).astype(np.int64), images_path, labels_path)
+    return LetterData(images, (labels - first_label).astype(np.int64), images_path, labels_path)
 
 
-def split_validation(data: LetterData, per_class: int) -> tuple[LetterData, LetterData]:
-    """(train, validation): the first ``per_class`` images of each letter, in file order, are held out.
+def split_validation(data: LetterData, per_class: int, classes: str = CLASSES) -> tuple[LetterData, LetterData]:
+    """(train, validation): the first ``per_class`` images of each class, in file order, are held out.
 
     Deterministic (no seed: the same pool always gives the same split) and
     balanced like the EMNIST test sets. The validation rows are interleaved
@@ -81,10 +84,10 @@ def split_validation(data: LetterData, per_class: int) -> tuple[LetterData, Lett
     if per_class < 0:
         raise SeqdlError(f"--val-per-class must be >= 0, not {per_class}")
     held = []
-    for letter in range(len(CLASSES)):
+    for letter in range(len(classes)):
         rows = np.flatnonzero(data.labels == letter)
         if per_class and len(rows) <= per_class:
-            raise SeqdlError(f"has only {len(rows)} images of {CLASSES[letter]!r}: too few to hold out {per_class} "
+            raise SeqdlError(f"has only {len(rows)} images of {classes[letter]!r}: too few to hold out {per_class} "
                              f"for validation and train on the rest (lower --val-per-class)", str(data.labels_path))
         held.append(rows[:per_class])
     val_rows = np.stack(held, axis=1).reshape(-1) if per_class else np.zeros(0, np.int64)
@@ -94,16 +97,18 @@ def split_validation(data: LetterData, per_class: int) -> tuple[LetterData, Lett
 
 
 class Sampler:
-    """Training rows for a batch: every letter equally likely (``balance``), or every image equally likely.
+    """Training rows for a batch: every class equally likely (``balance``), or every image equally likely.
 
     The pool follows English letter frequency (e is six times as common as k)
     while the test sets are balanced, so balanced sampling trains for the
-    prior the model is judged on.
+    prior the model is judged on. ``shares`` (one per class, balance only) makes
+    some classes more likely than others.
     """
 
-    def __init__(self, labels: np.ndarray, balance: bool) -> None:
-        counts = np.bincount(labels, minlength=len(CLASSES)).astype(np.float64)
-        weights = 1.0 / counts[labels] if balance else np.ones(len(labels))
+    def __init__(self, labels: np.ndarray, balance: bool, shares: np.ndarray | None = None) -> None:
+        counts = np.bincount(labels, minlength=len(CLASSES) if shares is None else len(shares)).astype(np.float64)
+        share = np.ones(len(counts)) if shares is None else np.asarray(shares, np.float64)
+        weights = share[labels] / counts[labels] if balance else np.ones(len(labels))
         self.cumulative = np.cumsum(weights / weights.sum())
         self.cumulative[-1] = 1.0
 

@@ -15,31 +15,31 @@ from .letters_model import CLASSES, logits
 TOP_PAIRS = 10
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """(26, 26) counts: row = true letter, column = predicted letter."""
-    k = len(CLASSES)
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: str = CLASSES) -> np.ndarray:
+    """(26, 26) counts (for letters): row = true class, column = predicted class."""
+    k = len(classes)
     return np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
 
 
-def summarize(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
-    """Accuracy, per-letter accuracy (letters present only) and the most frequent confusions."""
-    matrix = confusion_matrix(labels, predicted)
+def summarize(labels: np.ndarray, predicted: np.ndarray, classes: str = CLASSES) -> dict[str, Any]:
+    """Accuracy, per-class accuracy (classes present only) and the most frequent confusions."""
+    matrix = confusion_matrix(labels, predicted, classes)
     per_class = matrix.sum(axis=1)
-    per_letter = {CLASSES[k]: {"accuracy": float(matrix[k, k] / per_class[k]), "n": int(per_class[k])}
-                  for k in range(len(CLASSES)) if per_class[k]}
+    per_letter = {classes[k]: {"accuracy": float(matrix[k, k] / per_class[k]), "n": int(per_class[k])}
+                  for k in range(len(classes)) if per_class[k]}
     off = matrix.copy()
     np.fill_diagonal(off, 0)
     order = np.argsort(-off, axis=None, kind="stable")[:TOP_PAIRS]
-    pairs = [{"true": CLASSES[i], "predicted": CLASSES[j], "count": int(off[i, j]),
+    pairs = [{"true": classes[i], "predicted": classes[j], "count": int(off[i, j]),
               "share_of_true": float(off[i, j] / per_class[i])}
              for i, j in zip(*np.unravel_index(order, off.shape)) if off[i, j]]
     return {"accuracy": float(np.trace(matrix) / max(len(labels), 1)), "n": int(len(labels)),
             "per_letter": per_letter, "confused_pairs": pairs}
 
 
-def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """:func:`summarize` of ``model``'s top letter for upright uint8 crops with classes 0..25."""
-    return summarize(labels, logits(model, images).argmax(axis=1))
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, classes: str = CLASSES) -> dict[str, Any]:
+    """:func:`summarize` of ``model``'s top class for upright uint8 crops with classes 0..len(classes)-1."""
+    return summarize(labels, logits(model, images, n_classes=len(classes)).argmax(axis=1), classes)
 
 
 def plot_confusion(labels: np.ndarray, predicted: np.ndarray, out: str | os.PathLike, title: str = "") -> Path:

@@ -6,7 +6,8 @@ transposed), uint8, white ink on black, shape (N, 28, 28). :func:`classify` take
 exactly that; the networks themselves take float32 (N, 1, 28, 28) in [0, 1]
 (:func:`to_input`), so a PyTorch module with the same layout loads the weights.
 Output: 26 logits, class k = ``CLASSES[k]`` (EMNIST label k + 1; upper and lower
-case share a class).
+case share a class). The same networks serve as a *numbers* model (:mod:`vision.digits`),
+whose ``classes`` are the ten digits and one class for every letter.
 
 Two architectures:
 
@@ -48,6 +49,7 @@ class LettersConfig:
     channels: tuple[int, ...] = (32, 48, 96)
     hidden: int = 256
     dropout: float = 0.2
+    classes: str = CLASSES   # class k of the output is classes[k] (a numbers model: digits and one for letters)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -57,6 +59,8 @@ class LettersConfig:
                              f"not {self.channels} / {self.hidden}")
         if not 0 <= self.dropout < 1:
             raise SeqdlError(f"dropout must be in [0, 1), not {self.dropout}")
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise SeqdlError(f"a classifier needs two or more distinct classes, not {self.classes!r}")
 
     @classmethod
     def for_arch(cls, arch: str, **overrides: Any) -> "LettersConfig":
@@ -67,7 +71,8 @@ class LettersConfig:
                      "hidden": overrides.get("hidden", fixed["hidden"])}
             if given != fixed:
                 raise SeqdlError("--arch hello-dl has the original's fixed sizes: drop --channels and --hidden")
-            return cls(arch=arch, **fixed, dropout=overrides.get("dropout", 0.0))
+            return cls(arch=arch, **fixed, dropout=overrides.get("dropout", 0.0),
+                       classes=overrides.get("classes", CLASSES))
         return cls(arch=arch, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,7 +100,7 @@ class HelloDL(nn.Module):
         self.pool = nn.MaxPool2d(2, ceil_mode=True)   # 26 -> 13, 11 -> 6, 4 -> 2
         self.act = nn.GELU()
         self.fc1, self.fc2 = nn.Linear(c3 * 2 * 2, 64), nn.Linear(64, 128)
-        self.fc3 = nn.Linear(128, len(CLASSES))
+        self.fc3 = nn.Linear(128, len(config.classes))
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -122,7 +127,7 @@ class VGGLetters(nn.Module):
         self.classifier = nn.Sequential(
             nn.Dropout(config.dropout), nn.Linear(c3 * 3 * 3, config.hidden, bias=False),
             nn.BatchNorm1d(config.hidden), nn.ReLU(), nn.Dropout(config.dropout),
-            nn.Linear(config.hidden, len(CLASSES)))
+            nn.Linear(config.hidden, len(config.classes)))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x).flatten(1))
@@ -167,11 +172,12 @@ def to_input(crops: np.ndarray) -> Tensor:
     return Tensor(crops[:, None].astype(np.float32) * np.float32(1 / 255))
 
 
-def logits(model: nn.Module, crops: np.ndarray, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
-    """(N, 26) float32 logits of upright uint8 crops, in eval mode, a batch at a time on every core the thread
-    plan allows (:func:`seqdl.threads.in_batches`)."""
+def logits(model: nn.Module, crops: np.ndarray, batch_size: int = INFERENCE_BATCH,
+           n_classes: int = len(CLASSES)) -> np.ndarray:
+    """(N, n_classes) float32 logits of upright uint8 crops, in eval mode, a batch at a time on every core the
+    thread plan allows (:func:`seqdl.threads.in_batches`)."""
     model.eval()
-    out = np.zeros((len(crops), len(CLASSES)), np.float32)
+    out = np.zeros((len(crops), n_classes), np.float32)
 
     def run(start: int, stop: int) -> None:
         out[start:stop] = model(to_input(crops[start:stop])).data
@@ -181,14 +187,17 @@ def logits(model: nn.Module, crops: np.ndarray, batch_size: int = INFERENCE_BATC
     return out
 
 
-def classify(model: nn.Module, crops: np.ndarray, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
-    """(N, 26) class probabilities of upright uint8 crops (N, 28, 28); column k is letter ``CLASSES[k]``."""
-    return softmax_array(logits(model, crops, batch_size), axis=-1)
+def classify(model: nn.Module, crops: np.ndarray, batch_size: int = INFERENCE_BATCH,
+             n_classes: int = len(CLASSES)) -> np.ndarray:
+    """(N, n_classes) class probabilities of upright uint8 crops (N, 28, 28); for a letters model column k is
+    letter ``CLASSES[k]``."""
+    return softmax_array(logits(model, crops, batch_size, n_classes), axis=-1)
 
 
 @dataclass
 class LettersModel:
-    """A loaded letters model: the network, its config, its file and the file's model card."""
+    """A loaded glyph classifier (letters, or a numbers model): the network, its config, its file and the file's
+    model card."""
 
     net: nn.Module
     config: LettersConfig
@@ -199,12 +208,12 @@ class LettersModel:
         self.fast = inference_net(self.net)
 
     def logits(self, crops: np.ndarray) -> np.ndarray:
-        """(N, 26) logits of upright uint8 crops (N, 28, 28)."""
-        return logits(self.fast, crops)
+        """(N, classes) logits of upright uint8 crops (N, 28, 28)."""
+        return logits(self.fast, crops, n_classes=len(self.config.classes))
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
-        """(N, 26) probabilities of upright uint8 crops (N, 28, 28); column k is letter ``CLASSES[k]``."""
-        return classify(self.fast, crops)
+        """(N, classes) probabilities of upright uint8 crops (N, 28, 28); column k is ``config.classes[k]``."""
+        return classify(self.fast, crops, n_classes=len(self.config.classes))
 
 
 def _weight_shapes(config: LettersConfig) -> dict[str, tuple[int, ...]]:
@@ -212,24 +221,26 @@ def _weight_shapes(config: LettersConfig) -> dict[str, tuple[int, ...]]:
     c1, c2, c3 = config.channels
     if config.arch == "hello-dl":
         return {"conv1.weight": (c1, 1, 3, 3), "conv2.weight": (c2, c1, 3, 3), "conv3.weight": (c3, c2, 3, 3),
-                "fc1.weight": (64, c3 * 4), "fc2.weight": (128, 64), "fc3.weight": (len(CLASSES), 128)}
+                "fc1.weight": (64, c3 * 4), "fc2.weight": (128, 64), "fc3.weight": (len(config.classes), 128)}
     return {"features.0.0.weight": (c1, 1, 3, 3), "features.1.0.weight": (c2, c1, 3, 3),
             "features.2.0.weight": (c3, c2, 3, 3), "classifier.1.weight": (config.hidden, c3 * 9),
-            "classifier.5.weight": (len(CLASSES), config.hidden)}
+            "classifier.5.weight": (len(config.classes), config.hidden)}
 
 
-def load_letters_model(path: str | os.PathLike | None = None) -> LettersModel:
-    """A letters model (float or quantised) from a safetensors file, by default the shipped one; refuses other
-    kinds with one line."""
+def load_letters_model(path: str | os.PathLike | None = None, classes: str = CLASSES,
+                       default: Path = DEFAULT_MODEL) -> LettersModel:
+    """A glyph classifier (float or quantised) from a safetensors file, by default the shipped letters model;
+    refuses other kinds, and classifiers of other ``classes``, with one line."""
     if path is None:
-        if not DEFAULT_MODEL.is_file():
-            raise SeqdlError(f"no --model given and no shipped letters model at {DEFAULT_MODEL}")
-        path = DEFAULT_MODEL
+        if not default.is_file():
+            raise SeqdlError(f"no model given and no shipped model at {default}")
+        path = default
     saved = checkpoint.load(path, kind=KIND)
     config = LettersConfig.from_dict(saved.config, str(path))
-    classes = saved.metadata.get("seqdl.classes", CLASSES)
-    if "".join(classes) != CLASSES:
-        raise SeqdlError(f"classes {classes!r} are not the 26 letters a..z", str(path))
+    found = "".join(saved.metadata.get("seqdl.classes", config.classes))
+    if found != classes or config.classes != classes:
+        raise SeqdlError(f"classifies {found!r}, not {classes!r}"
+                         + (" (the 26 letters a..z)" if classes == CLASSES else ""), str(path))
     saved.require_shapes(_weight_shapes(config))  # before building: an edited config could ask for gigabytes
     net = build_model(config)
     saved.restore(net)
@@ -237,7 +248,7 @@ def load_letters_model(path: str | os.PathLike | None = None) -> LettersModel:
     return LettersModel(net, config, Path(path), saved.metadata)
 
 
-def model_metadata() -> dict[str, Any]:
-    """Header entries every letters model carries besides its config and card."""
-    return {"seqdl.classes": CLASSES, "seqdl.input": "upright uint8 28x28 crops, white ink on black, scaled to "
+def model_metadata(classes: str = CLASSES) -> dict[str, Any]:
+    """Header entries every glyph classifier carries besides its config and card."""
+    return {"seqdl.classes": classes, "seqdl.input": "upright uint8 28x28 crops, white ink on black, scaled to "
             "[0, 1] as float32 (N, 1, 28, 28); EMNIST idx files store images transposed"}

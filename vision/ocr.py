@@ -9,7 +9,8 @@ sized piece between candidate cuts gives a crop. All crops of the page go
 through the classifier in one call. Each text line is then a lattice (one arc
 per letter or piece, a fixed space arc between words) that the core's beam
 search (:mod:`seqdl.beam`) decodes, with a language model's scores when one is
-given as a callback. EMNIST letters have no case: the text is lower case.
+given as a callback. EMNIST letters have no case: the text is lower case. A
+numbers model (:mod:`vision.digits`) then reads the words that are numbers.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from PIL import Image, ImageFont
 
 from seqdl.beam import Arc, Scorer, beam_search
 
-from . import cuts, emnist, heights
+from . import cuts, digits, emnist, heights
 from .images import MAX_PIXELS, binarise, darkest_channel, ink_darkness, load_rgb
 from .layout import Box, Layout, Word, analyse
 from .segment import annotation_canvas, annotation_path, letter_ink, pages_in_order
@@ -65,6 +66,7 @@ class ReadLetter:
     probability: float                 # the classifier's probability of ``letter``
     top3: list[tuple[str, float]]      # the classifier's three most probable letters
     from_cut: bool                     # a piece chosen by cut-by-recognition, not a box the layout found
+    crop: int = -1                     # its crop in the page's batch
 
     @property
     def low_confidence(self) -> bool:
@@ -120,7 +122,8 @@ class _Glyph:
 
 # ---------------------------------------------------------------- reading
 def read_array(path: Path, rgb: np.ndarray, classify: Classifier, lm: LanguageHelp | None = None,
-               beam_width: int = BEAM_WIDTH, keep_print: bool = False) -> PageText:
+               beam_width: int = BEAM_WIDTH, keep_print: bool = False, numbers: Classifier | None = None
+               ) -> PageText:
     """Read an already loaded (H, W, 3) uint8 page; boxes are in its pixels whatever size it was read at.
 
     A 12-megapixel photo holds letters 100-200 pixels tall, far more than the
@@ -128,6 +131,7 @@ def read_array(path: Path, rgb: np.ndarray, classify: Classifier, lm: LanguageHe
     read reduced by an integer factor (a box filter), which makes every step
     cheaper; if its strokes would then be thinner than MIN_STROKE it is read at
     full size. Machine print (a form's labels) is left out unless ``keep_print``.
+    With a ``numbers`` model (:mod:`vision.digits`), words of digits are read as numbers.
     """
     start = time.perf_counter()
     factor = max(1, math.ceil(math.sqrt(rgb.shape[0] * rgb.shape[1] / READ_PIXELS)))
@@ -150,6 +154,8 @@ def read_array(path: Path, rgb: np.ndarray, classify: Classifier, lm: LanguageHe
         if lm is not None and hasattr(lm.scorer, "reset"):
             lm.scorer.reset()   # lines are read independently: the scorer's cache of histories starts afresh
         letters.extend(_read_line(li, words, probs, layout, lm, beam_width))
+    if numbers is not None and letters:
+        _read_numbers(letters, crops, numbers)
     for letter in letters:
         letter.box = tuple(int(v * factor) for v in letter.box)   # type: ignore[assignment]
     height, width = rgb.shape[:2]
@@ -164,11 +170,12 @@ def _analyse(rgb: np.ndarray, factor: int, keep_print: bool) -> tuple[np.ndarray
 
 
 def read_file(path: str | os.PathLike, classify: Classifier, lm: LanguageHelp | None = None,
-              max_pixels: int = MAX_PIXELS, keep_print: bool = False) -> tuple[PageText, np.ndarray]:
+              max_pixels: int = MAX_PIXELS, keep_print: bool = False, numbers: Classifier | None = None
+              ) -> tuple[PageText, np.ndarray]:
     """Load and read one page; returns the result and the upright RGB image (for annotation)."""
     start = time.perf_counter()
     rgb = load_rgb(path, max_pixels)
-    page = read_array(Path(path), rgb, classify, lm, keep_print=keep_print)
+    page = read_array(Path(path), rgb, classify, lm, keep_print=keep_print, numbers=numbers)
     page.seconds = time.perf_counter() - start
     return page, rgb
 
@@ -277,9 +284,26 @@ def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, layout: La
         box = glyph.box if k < 0 else _piece_box(glyph, glyph.pieces[k])
         order = np.argsort(-probs[crop])[:3]
         letters.append(ReadLetter(li, wi, index.get(wi, 0), box, SYMBOLS[symbol], float(probs[crop, symbol]),
-                                  [(SYMBOLS[c], float(probs[crop, c])) for c in order], glyph.cut))
+                                  [(SYMBOLS[c], float(probs[crop, c])) for c in order], glyph.cut, crop))
         index[wi] = index.get(wi, 0) + 1
     return letters
+
+
+def _read_numbers(letters: list[ReadLetter], crops: np.ndarray, numbers: Classifier) -> None:
+    """Read as digits every word whose glyphs the numbers model finds likelier digits than letters; its letters
+    take the digit, probability and top 3 of that model."""
+    probs = np.asarray(numbers(crops[[letter.crop for letter in letters]]), np.float64)
+    words: dict[tuple[int, int], list[int]] = {}
+    for k, letter in enumerate(letters):
+        words.setdefault((letter.line, letter.word), []).append(k)
+    for rows in words.values():
+        if digits.number_log_odds(probs[rows]) <= digits.NUMBER_ODDS:
+            continue
+        for k in rows:
+            order = np.argsort(-probs[k, : len(digits.DIGITS)])[:3]
+            letters[k].letter = digits.DIGITS[order[0]]
+            letters[k].probability = float(probs[k, order[0]])
+            letters[k].top3 = [(digits.DIGITS[c], float(probs[k, c])) for c in order]
 
 
 def _log_rows(p: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -300,7 +324,8 @@ def page_record(page: PageText) -> dict[str, Any]:
     low = sum(letter.low_confidence for letter in page.letters)
     return {
         "file": str(page.path), "text": page.text, "n_lines": len(page.lines), "n_words": page.n_words,
-        "n_letters": len(page.letters), "n_low_confidence": low, "n_from_cut": sum(l.from_cut for l in page.letters),
+        "n_letters": len(page.letters), "n_digits": sum(l.letter.isdigit() for l in page.letters),
+        "n_low_confidence": low, "n_from_cut": sum(l.from_cut for l in page.letters),
         "mean_confidence": round(page.mean_confidence, 4) if page.letters else None,
         "n_printed": page.layout.n_printed, "n_crops": page.n_crops, "seconds": round(page.seconds, 3),
     }
@@ -341,7 +366,8 @@ def parquet_table(pages: Sequence[PageText], metadata: dict[str, str]) -> Any:
     types = {"file": pa.string(), "letter": pa.string(), "probability": pa.float32(), "top3_letters": pa.string(),
              "top3_probabilities": pa.list_(pa.float32()), "low_confidence": pa.bool_(), "from_cut": pa.bool_()}
     table = pa.table({k: pa.array(v, types.get(k, pa.int32())) for k, v in columns.items()})
-    return table.replace_schema_metadata({**metadata, "seqdl.case": "EMNIST letters have no case: lower case"})
+    return table.replace_schema_metadata({**metadata, "seqdl.case": "EMNIST letters have no case: lower case",
+                                          "seqdl.digits": "a letter is a digit where its word was read as a number"})
 
 
 def write_parquet(pages: Sequence[PageText], out: str | os.PathLike, metadata: dict[str, str]) -> Path:
@@ -357,6 +383,7 @@ def write_parquet(pages: Sequence[PageText], out: str | os.PathLike, metadata: d
 def read_pages(paths: Sequence[Path], classify: Classifier, annotate_dir: Path | None = None,
                out: Path | None = None, provenance: dict[str, Any] | None = None, lm: LanguageHelp | None = None,
                quiet: bool = False, max_pixels: int = MAX_PIXELS, keep_print: bool = False,
+               numbers: Classifier | None = None,
                ) -> tuple[list[PageText], list[tuple[Path, Exception]]]:
     """Read pages in order; a bad page is recorded and skipped, the others go on.
 
@@ -371,7 +398,7 @@ def read_pages(paths: Sequence[Path], classify: Classifier, annotate_dir: Path |
     failures: list[tuple[Path, Exception]] = []
     taken: set[Path] = set()
     def read(path: Path) -> tuple[PageText, np.ndarray]:
-        return read_file(path, classify, lm, max_pixels, keep_print)
+        return read_file(path, classify, lm, max_pixels, keep_print, numbers)
 
     for path, page, rgb in pages_in_order(paths, "ocr", read, quiet, failures):
         if not page.letters:
@@ -385,10 +412,12 @@ def read_pages(paths: Sequence[Path], classify: Classifier, annotate_dir: Path |
     return pages, failures
 
 
-def character_accuracy(read: str, truth: str) -> float:
-    """1 - edit distance / length over letters only, case-insensitive, spaces and punctuation ignored."""
-    a = [c for c in read.lower() if c.isalpha()]
-    b = [c for c in truth.lower() if c.isalpha()]
+def character_accuracy(read: str, truth: str, digits: bool = False) -> float:
+    """1 - edit distance / length over letters only (and digits, with ``digits``), case-insensitive, spaces and
+    punctuation ignored."""
+    keep = str.isalnum if digits else str.isalpha
+    a = [c for c in read.lower() if keep(c)]
+    b = [c for c in truth.lower() if keep(c)]
     if not b:
         return float(not a)
     previous = list(range(len(a) + 1))

@@ -65,9 +65,10 @@ def random_text(rng: np.random.Generator, n_lines: int, words_per_line: tuple[in
 
 
 def _letter_ink(images: np.ndarray, labels: np.ndarray, char: str, rng: np.random.Generator,
-                height: int) -> np.ndarray:
-    """A random EMNIST image of ``char``, cropped to its ink and scaled (0..1 darkness)."""
-    choices = np.flatnonzero(labels == ALPHABET.index(char.lower()) + 1)
+                height: int, symbols: str) -> np.ndarray:
+    """A random EMNIST image of ``char`` (label k + 1 is ``symbols[k]``), cropped to its ink and scaled (0..1
+    darkness)."""
+    choices = np.flatnonzero(labels == symbols.index(char.lower()) + 1)
     if choices.size == 0:
         raise ValueError(f"no EMNIST image for letter {char!r} in the images given")
     image = images[rng.choice(choices)].astype(np.float32) / 255.0
@@ -79,8 +80,9 @@ def _letter_ink(images: np.ndarray, labels: np.ndarray, char: str, rng: np.rando
 
 
 def render_page(images: np.ndarray, labels: np.ndarray, text: list[str] | tuple[str, ...], seed: int = 0,
-                options: Options | None = None) -> RenderedPage:
-    """Draw ``text`` (one string per line, words separated by spaces) from EMNIST ``images`` (upright)."""
+                options: Options | None = None, symbols: str = ALPHABET) -> RenderedPage:
+    """Draw ``text`` (one string per line, words separated by spaces) from EMNIST ``images`` (upright); label
+    k + 1 is ``symbols[k]`` (EMNIST letters' labels by default)."""
     o = options or Options()
     rng = np.random.default_rng(seed)
     h = o.letter_height
@@ -93,7 +95,7 @@ def render_page(images: np.ndarray, labels: np.ndarray, text: list[str] | tuple[
         x = float(o.margin)
         for wi, word in enumerate(words):
             for ci, char in enumerate(word):
-                ink = _letter_ink(images, labels, char, rng, h)
+                ink = _letter_ink(images, labels, char, rng, h, symbols)
                 top = y + (h - ink.shape[0]) / 2 + rng.uniform(-0.05, 0.05) * h
                 placed.append((li, wi, ci, char, ink, int(round(x)), int(round(top))))
                 x += ink.shape[1] + rng.uniform(*o.letter_gap) * h
@@ -137,18 +139,20 @@ def render_page(images: np.ndarray, labels: np.ndarray, text: list[str] | tuple[
     return RenderedPage(np.clip(np.round(rgb), 0, 255).astype(np.uint8), lines, truth, angle)
 
 
-def write_example(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Path:
-    """Write the README's example page (PNG) and its text beside it (``.txt``, one line per text line)."""
+def write_example(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, seed: int = 0,
+                  text: tuple[str, ...] = EXAMPLE_TEXT, symbols: str = ALPHABET) -> Path:
+    """Write an example page (PNG; by default the README's) and its text beside it (``.txt``, one line per text
+    line)."""
     from seqdl.io import atomic_open, atomic_path
 
-    page = render_page(images, labels, EXAMPLE_TEXT, seed=seed)
+    page = render_page(images, labels, text, seed=seed, symbols=symbols)
     path = Path(path)
     # 32 colours (no dithering) keep ink, paper, light and noise and make a ~260 KB palette PNG instead of ~700 KB.
     picture = Image.fromarray(page.rgb).quantize(colors=32, dither=Image.Dither.NONE)
     with atomic_path(path) as temp:
         picture.save(temp, format="PNG", optimize=True)
     with atomic_open(path.with_suffix(".txt")) as handle:
-        handle.write("\n".join(EXAMPLE_TEXT) + "\n")
+        handle.write("\n".join(text) + "\n")
     return path
 
 

@@ -28,6 +28,11 @@ def ocr(
                                        "box, letter, probability, top 3 and flags. " + default_is("none")),
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.001, metavar="X", help="Refuse larger "
                                          "images (decompression bombs) before decoding them."),
+    digits_model: Optional[Path] = typer.Option(None, "--digits-model", metavar="PATH", help="Numbers model "
+                                                "(`seqdl train digits`) that reads words of digits as numbers. "
+                                                + default_is("the model shipped in data/")),
+    no_digits: bool = typer.Option(False, "--no-digits", help="Read every word as letters (digits come out as "
+                                   "the letters they look like)."),
     keep_print: bool = typer.Option(False, "--keep-print", help="Read machine print too (a form's printed labels, "
                                     "found because print repeats the same letter shapes exactly); by default it "
                                     "is left out, as the letters model knows only handwriting."),
@@ -38,11 +43,12 @@ def ocr(
 ) -> None:
     """Read handwritten pages and print their text, line by line.
 
-    EMNIST letters have no case, so the text is printed in lower case; digits
-    and punctuation are not read (handwritten digits come out as letters), and
+    EMNIST letters have no case, so the text is printed in lower case; a word
+    of handwritten digits is read as a number; punctuation is not read, and
     machine print is left out. A blank page gives no text and a warning.
     """
     from vision import ocr as reader
+    from vision.digits import DEFAULT_NUMBERS_MODEL, load_numbers_model
     from vision.letters_model import DEFAULT_MODEL, load_letters_model
 
     from ..io import check_output_path, command_line, expand_inputs
@@ -53,6 +59,9 @@ def ocr(
         check_output_path(out)
     classify = load_letters_model(model).classify
     model = model or DEFAULT_MODEL
+    if no_digits and digits_model is not None:
+        raise SeqdlError("--no-digits and --digits-model contradict each other: give one")
+    numbers = None if no_digits else load_numbers_model(digits_model)
     helper = None
     if lm is not None:
         from pipelines.text_model import load_text_model
@@ -68,12 +77,13 @@ def ocr(
     params = {"model": str(model), "lm": str(lm) if lm else None, "lm_weight": helper.weight if helper else None,
               "lm_mix": helper.mix if helper else None, "max_megapixels": max_megapixels,
               "annotate": str(annotate) if annotate else None, "out": str(out) if out else None,
-              "keep_print": keep_print}
+              "keep_print": keep_print,
+              "digits_model": None if numbers is None else str(digits_model or DEFAULT_NUMBERS_MODEL)}
     created = make_directories(annotate) if annotate is not None else []
     with thread_plan(threads).use("large"):
         pages, failures = reader.read_pages(paths, classify, annotate, out, {"command": command_line(),
                                             "params": params, "model": model}, helper, quiet, int(max_megapixels * 1e6),
-                                            keep_print)
+                                            keep_print, None if numbers is None else numbers.classify)
     if not pages:  # every page failed: leave nothing behind, not even the directories made for them
         for directory in reversed(created):
             directory.rmdir()

@@ -1,9 +1,9 @@
-"""The vision front end's commands: ``seqdl segment``, ``seqdl train letters``, ``seqdl eval letters``."""
+"""The vision front end's commands: ``seqdl segment``, ``seqdl train letters|digits``, ``seqdl eval letters``."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import typer
 
@@ -129,6 +129,46 @@ def train_letters(
             data_options=dict(val_per_class=val_per_class),
             settings=Settings(eval_every=eval_every, checkpoint_minutes=checkpoint_minutes, quiet=quiet),
             test_prefix=test, command=command_line())
+    _report(result, metrics, out, quiet, as_json)
+
+
+@train_app.command("digits")
+def train_digits(
+    data: str = typer.Option(..., "--data", metavar="PREFIX", help="Handwritten digits: an EMNIST-style pair "
+                             "PREFIX-images-idx3-ubyte.gz + PREFIX-labels-idx1-ubyte.gz (images stored transposed "
+                             "as in EMNIST Digits, labels 0..9; `python -m vision.digits` makes one from MNIST)."),
+    letters: str = typer.Option(..., "--letters", metavar="PREFIX", help="The letters pool (as `train letters "
+                                "--data`): every letter is one class, 'not a digit'."),
+    out: Path = MODEL_OUT,
+    minutes: Optional[float] = MINUTES,
+    steps: Optional[int] = STEPS,
+    resume: bool = RESUME,
+    force: bool = FORCE,
+    test: Optional[str] = typer.Option(None, "--test", metavar="PREFIX", help="Held-out digits, laid out like "
+                                       "--data, scored once at the end into the model card. " + default_is("none")),
+    checkpoint_minutes: float = CHECKPOINT_MINUTES,
+    seed: Optional[int] = seed_option(str(LetterOptions.seed)),
+    threads: Optional[int] = THREADS,
+    quiet: bool = quiet_option(),
+    as_json: bool = json_option("Print the training summary as JSON."),
+) -> None:
+    """Train the numbers model `seqdl ocr` reads numbers with: ten digits and one class for any letter."""
+    from vision import letters_train
+
+    from ..io import command_line
+    from ..training import Budget, Settings
+
+    with thread_plan(threads).use("large"):
+        result, metrics = letters_train.train(
+            letters, out, budget=Budget(steps=steps, minutes=minutes), resume=resume, force=force,
+            train_options=dict(seed=seed), digits_prefix=data,
+            settings=Settings(checkpoint_minutes=checkpoint_minutes, quiet=quiet), test_prefix=test,
+            command=command_line())
+    _report(result, metrics, out, quiet, as_json)
+
+
+def _report(result: Any, metrics: dict[str, Any], out: Path, quiet: bool, as_json: bool) -> None:
+    """The end of a training command: exit 130 after Ctrl-C, else the summary (JSON or one line)."""
     if result.interrupted:
         sys.stderr.write(f"seqdl: interrupted at step {result.step}; checkpoint saved, continue with --resume\n")
         raise typer.Exit(130)
