@@ -22,7 +22,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from . import print_ink
+from . import check_boxes, print_ink
 from .images import otsu_split, stroke_width
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (half-open, pixels)
@@ -387,8 +387,18 @@ def analyse(mask: np.ndarray, skip_print: bool = False, rgb: np.ndarray | None =
         height = _typical_height((boxes[:, 3] - boxes[:, 1])[~specks])
     n_printed = 0
     if skip_print and count:
+        ticks = check_boxes.box_pixels(labels, boxes, np.flatnonzero(~specks), height, stroke)
+        if ticks:   # before print is looked for: a printed "Yes" touching its box is then a shape of its own
+            for index, erase in ticks:
+                x0, y0, x1, y1 = boxes[index]
+                mask[y0:y1, x0:x1] &= ~erase
+            labels, count = ndimage.label(mask, EIGHT_CONNECTED)
+            boxes, areas = _component_table(labels, count)
+            specks = _specks(boxes, areas, stroke)
+            n_printed = len(ticks)
+    if skip_print and count:
         printed = print_ink.printed(labels, boxes, ~specks)
-        n_printed = int(printed.sum())
+        n_printed += int(printed.sum())
         if n_printed:
             specks |= printed
             stroke = stroke_width(mask & ~np.concatenate([[False], printed])[labels])   # the hand's pen alone
