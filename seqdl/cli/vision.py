@@ -115,21 +115,12 @@ def train_letters(
     as_json: bool = json_option("Print the training summary as JSON."),
 ) -> None:
     """Train a letter classifier on EMNIST-style 28x28 letters (a..z, upper and lower case merged)."""
-    from vision import letters_train
-
-    from ..io import command_line
-    from ..training import Budget, Settings
-
-    with thread_plan(threads).use("large"):
-        result, metrics = letters_train.train(
-            data, out, budget=Budget(steps=steps, minutes=minutes), resume=resume, force=force,
-            model_options=dict(arch=arch, channels=channels, hidden=hidden, dropout=dropout),
-            train_options=dict(batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, augment=augment,
-                               balance=balance, patience=patience, seed=seed),
-            data_options=dict(val_per_class=val_per_class),
-            settings=Settings(eval_every=eval_every, checkpoint_minutes=checkpoint_minutes, quiet=quiet),
-            test_prefix=test, command=command_line())
-    _report(result, metrics, out, quiet, as_json)
+    _train(data, out, dict(steps=steps, minutes=minutes), threads, quiet, as_json, resume=resume, force=force,
+           model_options=dict(arch=arch, channels=channels, hidden=hidden, dropout=dropout),
+           train_options=dict(batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, augment=augment,
+                              balance=balance, patience=patience, seed=seed),
+           data_options=dict(val_per_class=val_per_class), test_prefix=test,
+           settings=dict(eval_every=eval_every, checkpoint_minutes=checkpoint_minutes))
 
 
 @train_app.command("digits")
@@ -153,17 +144,23 @@ def train_digits(
     as_json: bool = json_option("Print the training summary as JSON."),
 ) -> None:
     """Train the numbers model `seqdl ocr` reads numbers with: ten digits and one class for any letter."""
+    _train(letters, out, dict(steps=steps, minutes=minutes), threads, quiet, as_json, resume=resume, force=force,
+           train_options=dict(seed=seed), digits_prefix=data, test_prefix=test,
+           settings=dict(checkpoint_minutes=checkpoint_minutes))
+
+
+def _train(data: str, out: Path, budget: dict[str, Any], threads: int | None, quiet: bool, as_json: bool,
+           settings: dict[str, Any], **options: Any) -> None:
+    """Run :func:`vision.letters_train.train` on the thread plan for large work, then :func:`_report`."""
     from vision import letters_train
 
     from ..io import command_line
     from ..training import Budget, Settings
 
     with thread_plan(threads).use("large"):
-        result, metrics = letters_train.train(
-            letters, out, budget=Budget(steps=steps, minutes=minutes), resume=resume, force=force,
-            train_options=dict(seed=seed), digits_prefix=data,
-            settings=Settings(checkpoint_minutes=checkpoint_minutes, quiet=quiet), test_prefix=test,
-            command=command_line())
+        result, metrics = letters_train.train(data, out, budget=Budget(**budget),
+                                              settings=Settings(quiet=quiet, **settings), command=command_line(),
+                                              **options)
     _report(result, metrics, out, quiet, as_json)
 
 
