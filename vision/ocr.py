@@ -290,8 +290,8 @@ def _read_line(li: int, words: list[list[_Glyph]], probs: np.ndarray, layout: La
 
 
 def _read_numbers(letters: list[ReadLetter], crops: np.ndarray, numbers: Classifier) -> None:
-    """Read as digits every word whose glyphs the numbers model finds likelier digits than letters; its letters
-    take the digit, probability and top 3 of that model."""
+    """Read as digits every word whose glyphs' log-odds of being digits (:func:`vision.digits.number_log_odds`)
+    pass NUMBER_ODDS; its letters take the digit, probability and top 3 of the numbers model."""
     probs = np.asarray(numbers(crops[[letter.crop for letter in letters]]), np.float64)
     words: dict[tuple[int, int], list[int]] = {}
     for k, letter in enumerate(letters):
