@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -191,6 +192,10 @@ CASES: list[Case] = [
     case("ocr-text-model", "text.safetensors", "ocr", "{d}/page.png", "--model", "{d}/text.safetensors"),
     case("ocr-dna-model-as-lm", "dna.safetensors", "ocr", "{d}/page.png", "--lm", "{d}/dna.safetensors"),
     case("ocr-out-missing-dir", "nodir", "ocr", "{d}/page.png", "--out", "{o}/nodir/o.parquet"),
+    case("ocr-letters-model-as-digits", "letters.safetensors", "ocr", "{d}/page.png", "--digits-model",
+         "{d}/letters.safetensors"),
+    case("ocr-text-model-as-digits", "text.safetensors", "ocr", "{d}/page.png", "--digits-model",
+         "{d}/text.safetensors"),
     # letters
     case("eval-letters-bad-magic", "badmagic-images-idx3-ubyte.gz", "eval", "letters", "--data", "{d}/badmagic"),
     case("eval-letters-short-images", "short-images-idx3-ubyte.gz", "eval", "letters", "--data", "{d}/short"),
@@ -202,6 +207,10 @@ CASES: list[Case] = [
          "--out", "{o}/l.safetensors", "--steps", "1", "--quiet"),
     case("train-letters-out-missing-dir", "nodir", "train", "letters", "--data", "{d}/good", "--out",
          "{o}/nodir/l.safetensors", "--steps", "1", "--quiet"),
+    case("train-digits-letter-labels", "good-labels-idx1-ubyte.gz", "train", "digits", "--data", "{d}/good",
+         "--letters", "{d}/good", "--out", "{o}/n.safetensors", "--steps", "1", "--quiet"),
+    case("train-digits-missing-letters", "nope-images-idx3-ubyte.gz", "train", "digits", "--data", "{d}/digits",
+         "--letters", "{d}/nope", "--out", "{o}/n.safetensors", "--steps", "1", "--quiet"),
 ]
 
 
@@ -238,6 +247,7 @@ def _set_config(header: dict, **values) -> None:
 def _models(d: Path) -> None:
     write_tiny_dna_model(d / "dna.safetensors")
     write_tiny_text_model(d / "text.safetensors")
+    shutil.copy(Path(__file__).resolve().parents[1] / "data" / "letters.safetensors", d / "letters.safetensors")
     raw = (d / "dna.safetensors").read_bytes()
     (d / "truncated.safetensors").write_bytes(raw[: len(raw) * 2 // 3])
     (d / "hugeheader.safetensors").write_bytes(struct.pack("<Q", 1 << 40) + raw[8:])
@@ -329,6 +339,7 @@ def _idx_files(d: Path) -> None:
     _idx_pair(d, "badmagic", struct.pack(">IIII", 0x802, n, 28, 28) + pixels, labels)
     _idx_pair(d, "short", images[: len(images) // 2], labels)
     _idx_pair(d, "range", images, struct.pack(">II", 0x801, n) + bytes([27] * n))
+    _idx_pair(d, "digits", images, struct.pack(">II", 0x801, n) + (np.arange(n) % 10).astype(np.uint8).tobytes())
 
 
 # ----------------------------------------------------------------- running
@@ -387,7 +398,8 @@ def test_cases_are_distinct_and_cover_every_command():
     assert len({c.name for c in CASES}) == len(CASES) >= 40
     assert len({c.args for c in CASES}) == len(CASES)
     assert {c.command for c in CASES} == {"scan", "textgen", "eval text", "train dna", "eval dna", "info",
-                                          "quantize", "plot", "segment", "ocr", "train letters", "eval letters"}
+                                          "quantize", "plot", "segment", "ocr", "train letters", "eval letters",
+                                          "train digits"}
 
 
 @pytest.mark.parametrize("name", ["scan-text-model", "textgen-invalid-utf8", "segment-decompression-bomb"])
