@@ -33,7 +33,7 @@ def box_pixels(labels: np.ndarray, boxes: np.ndarray, candidates: np.ndarray, he
     """(component index, pixels of its box to erase, in the component's bounding box) for every check box among
     the components ``candidates`` (indices into ``boxes``: x0, y0, x1, y1 of label index + 1)."""
     found = []
-    thick = max(2, int(round(FRAME * stroke)))
+    thick = max(2, round(FRAME * stroke))
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     sized = (np.minimum(widths, heights) >= MIN_SIDE * height) & (np.maximum(widths, heights)
                                                                   <= (MAX_SIDE + 1) * height + 2 * thick)
@@ -58,20 +58,20 @@ def _box(ink: np.ndarray, smallest: float, largest: float, thick: int) -> np.nda
     if (min(tall, wide) < smallest or max(tall, wide) > largest
             or max(tall, wide) > MAX_ASPECT * min(tall, wide)):
         return None
-    sides = (ink[max(0, top - thick):top, left:right].any(axis=0),
-             ink[bottom:bottom + thick, left:right].any(axis=0),
-             ink[top:bottom, max(0, left - thick):left].any(axis=1),
-             ink[top:bottom, right:right + thick].any(axis=1))
+    above, below = slice(max(0, top - thick), top), slice(bottom, bottom + thick)
+    before, after = slice(max(0, left - thick), left), slice(right, right + thick)
+    across, down = slice(left, right), slice(top, bottom)
+    sides = (ink[above, across].any(axis=0), ink[below, across].any(axis=0),
+             ink[down, before].any(axis=1), ink[down, after].any(axis=1))
     if min(side.mean() if side.size else 0.0 for side in sides) < SIDE_COVER:
         return None
-    corners = (ink[max(0, top - thick):top, max(0, left - thick):left], ink[max(0, top - thick):top, right:right + thick],
-               ink[bottom:bottom + thick, max(0, left - thick):left], ink[bottom:bottom + thick, right:right + thick])
+    corners = (ink[above, before], ink[above, after], ink[below, before], ink[below, after])
     if min(corner.mean() if corner.size else 0.0 for corner in corners) < CORNER_INK:
         return None
     frame = np.zeros_like(ink)
-    frame[max(0, top - thick):bottom + thick, max(0, left - thick):right + thick] = True
+    frame[above.start:below.stop, before.start:after.stop] = True
     outside = ink & ~frame
     if not outside.any():
         return ink.copy()                      # the box and whatever mark it holds
-    frame[top:bottom, left:right] = False      # the frame alone: the ink beyond it may be writing
+    frame[down, across] = False                # the frame alone: the ink beyond it may be writing
     return ink & frame

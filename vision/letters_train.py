@@ -28,7 +28,8 @@ from seqdl.nn import functional as F
 from .augment import AugmentOptions, augment
 from .letters_data import LetterData, Sampler, read_letters, split_validation
 from .letters_eval import evaluate
-from .letters_model import CLASSES, KIND, LettersConfig, build_model, load_letters_model, logits, model_metadata, to_input
+from .letters_model import (CLASSES, KIND, LettersConfig, build_model, load_letters_model, logits, model_metadata,
+                            to_input)
 from .letters_options import DataOptions, LetterOptions
 
 
