@@ -34,8 +34,8 @@ def ocr(
     no_digits: bool = typer.Option(False, "--no-digits", help="Read every word as letters (digits come out as "
                                    "the letters they look like)."),
     keep_print: bool = typer.Option(False, "--keep-print", help="Read machine print too (a form's printed labels, "
-                                    "found because print repeats the same letter shapes exactly); by default it "
-                                    "is left out, as the letters model knows only handwriting."),
+                                    "found because print repeats the same letter shapes exactly) and check boxes; "
+                                    "by default both are left out, as the letters model knows only handwriting."),
     threads: Optional[int] = THREADS,
     quiet: bool = quiet_option(),
     as_json: bool = json_option("JSON Lines: one object per page (text, n_lines, n_words, n_letters, "

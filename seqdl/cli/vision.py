@@ -31,8 +31,8 @@ def segment(
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.001, metavar="X", help="Refuse larger "
                                          "images (decompression bombs) before decoding them."),
     keep_print: bool = typer.Option(False, "--keep-print", help="Keep machine print (a form's printed labels, found "
-                                    "because print repeats the same letter shapes exactly); by default it is left "
-                                    "out."),
+                                    "because print repeats the same letter shapes exactly) and check boxes; by default "
+                                    "both are left out."),
     threads: Optional[int] = THREADS,
     quiet: bool = quiet_option(),
     as_json: bool = json_option("JSON Lines: one object per page with its boxes."),
