@@ -131,6 +131,13 @@ def _component_table(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.nda
     return boxes, areas
 
 
+def _components(mask: np.ndarray, stroke: float) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """The mask's components: labels, count, boxes and which are specks."""
+    labels, count = ndimage.label(mask, EIGHT_CONNECTED)
+    boxes, areas = _component_table(labels, count)
+    return labels, count, boxes, _specks(boxes, areas, stroke)
+
+
 def _typical_height(heights: np.ndarray) -> float:
     """Median height of letter-sized components: a first median, then again without dots and specks."""
     if heights.size == 0:
@@ -376,14 +383,10 @@ def analyse(mask: np.ndarray, skip_print: bool = False, rgb: np.ndarray | None =
     ``skip_print``: leave out machine print (:mod:`vision.print_ink`), as on a printed form filled in by hand.
     """
     stroke = stroke_width(mask)
-    labels, count = ndimage.label(mask, EIGHT_CONNECTED)
-    boxes, areas = _component_table(labels, count)
-    specks = _specks(boxes, areas, stroke)
+    labels, count, boxes, specks = _components(mask, stroke)
     height = _typical_height((boxes[:, 3] - boxes[:, 1])[~specks])
     if count and remove_rules(mask, labels, boxes, height, stroke, rgb):
-        labels, count = ndimage.label(mask, EIGHT_CONNECTED)
-        boxes, areas = _component_table(labels, count)
-        specks = _specks(boxes, areas, stroke)
+        labels, count, boxes, specks = _components(mask, stroke)
         height = _typical_height((boxes[:, 3] - boxes[:, 1])[~specks])
     n_printed = 0
     if skip_print and count:
@@ -392,14 +395,12 @@ def analyse(mask: np.ndarray, skip_print: bool = False, rgb: np.ndarray | None =
             for index, erase in ticks:
                 x0, y0, x1, y1 = boxes[index]
                 mask[y0:y1, x0:x1] &= ~erase
-            labels, count = ndimage.label(mask, EIGHT_CONNECTED)
-            boxes, areas = _component_table(labels, count)
-            specks = _specks(boxes, areas, stroke)
+            labels, count, boxes, specks = _components(mask, stroke)
             n_printed = len(ticks)
     if skip_print and count:
         printed = print_ink.printed(labels, boxes, ~specks)
         n_printed += int(printed.sum())
-        if n_printed:
+        if printed.any():
             specks |= printed
             stroke = stroke_width(mask & ~np.concatenate([[False], printed])[labels])   # the hand's pen alone
             height = _typical_height((boxes[:, 3] - boxes[:, 1])[~specks])

@@ -18,6 +18,9 @@ from .common import (
 )
 
 LETTERS_CONFIG = LettersConfig()
+LETTERS_SEED = seed_option(str(LetterOptions.seed))  # the options both training commands share
+QUIET = quiet_option()
+SUMMARY_JSON = json_option("Print the training summary as JSON.")
 
 
 @app.command()
@@ -109,10 +112,10 @@ def train_letters(
     eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1, metavar="N", help="Validate every N steps. "
                                              + default_is("fitted to the budget")),
     checkpoint_minutes: float = CHECKPOINT_MINUTES,
-    seed: Optional[int] = seed_option(str(LetterOptions.seed)),
+    seed: Optional[int] = LETTERS_SEED,
     threads: Optional[int] = THREADS,
-    quiet: bool = quiet_option(),
-    as_json: bool = json_option("Print the training summary as JSON."),
+    quiet: bool = QUIET,
+    as_json: bool = SUMMARY_JSON,
 ) -> None:
     """Train a letter classifier on EMNIST-style 28x28 letters (a..z, upper and lower case merged)."""
     _train(data, out, dict(steps=steps, minutes=minutes), threads, quiet, as_json, resume=resume, force=force,
@@ -138,10 +141,10 @@ def train_digits(
     test: Optional[str] = typer.Option(None, "--test", metavar="PREFIX", help="Held-out digits, laid out like "
                                        "--data, scored once at the end into the model card. " + default_is("none")),
     checkpoint_minutes: float = CHECKPOINT_MINUTES,
-    seed: Optional[int] = seed_option(str(LetterOptions.seed)),
+    seed: Optional[int] = LETTERS_SEED,
     threads: Optional[int] = THREADS,
-    quiet: bool = quiet_option(),
-    as_json: bool = json_option("Print the training summary as JSON."),
+    quiet: bool = QUIET,
+    as_json: bool = SUMMARY_JSON,
 ) -> None:
     """Train the numbers model `seqdl ocr` reads numbers with: ten digits and one class for any letter."""
     _train(letters, out, dict(steps=steps, minutes=minutes), threads, quiet, as_json, resume=resume, force=force,
