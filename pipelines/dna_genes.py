@@ -11,8 +11,10 @@ In the spirit of Prodigal's (``dprog.c``), with the network in place of its hexa
    binding site score (log-odds position weights over the bases ``RBS_FROM..RBS_TO``
    upstream of the start: the Shine-Dalgarno motif at the right distance) and the
    best log-odds of a ``MOTIF``-mer anywhere in that window (the motif at any distance);
-   log length and mean coding log-odds; plus a bias. A score is the log-odds of "this
-   gene" against "no gene in this ORF".
+   log length and mean coding log-odds; the genome's own codon-pair statistics (Prodigal's
+   coding score: the log-odds of each in-frame hexamer in genes against the genome's
+   hexamers, summed over the gene, counted only when positive); plus a bias. A score is the
+   log-odds of "this gene" against "no gene in this ORF".
    *Which start* is a question of its own: features that tell a gene from none (its mean
    coding probability above all) pull towards a start inside the gene, past the weaker
    coding signal of its first codons, and the start's features, asked to pick the start
@@ -27,9 +29,13 @@ In the spirit of Prodigal's (``dprog.c``), with the network in place of its hexa
    set of genes where neighbours overlap by at most ``SAME_OVERLAP`` bp on the same strand,
    ``OPPOSITE_OVERLAP`` bp 3' to 3' on opposite strands, and not at all 5' to 5'
    (Prodigal's limits). A loop per candidate (not per base) with prefix maxima.
-4. *Self-training.* The start codon and RBS tables are counts; after a first pass, the
-   starts of the genes it called are counted into them (weighted against the fitted
-   prior) and the programme runs again, so each genome gets its own start model.
+4. *Self-training.* The start codon, RBS and hexamer tables are counts; after a first pass,
+   the starts and codon pairs of the genes it called, and the hexamers of the whole sequence,
+   are counted into them (weighted against the fitted prior) and the programme runs again,
+   so each genome gets its own start model and codon usage. The network knows the codon
+   usage of the genomes it was trained on; on another genome this is the evidence that
+   tells a weakly predicted gene from noise (on genomes never trained on, it raised gene
+   3' sensitivity and precision together).
 
 The weights, bias and prior tables are a :class:`GeneModel`, fitted on an annotated
 genome by :func:`fit_gene_model` and stored in the DNA model file (``seqdl.genes``).
@@ -52,12 +58,13 @@ from .fasta import N, reverse_complement
 STOPS = (3 * 16 + 0 * 4 + 0, 3 * 16 + 0 * 4 + 2, 3 * 16 + 2 * 4 + 0)  # TAA TAG TGA
 START_CODONS = (0 * 16 + 3 * 4 + 2, 2 * 16 + 3 * 4 + 2, 3 * 16 + 3 * 4 + 2)  # ATG GTG TTG
 FEATURES = ("coding", "after", "before", "start_codon", "rbs", "motif", "log_length", "mean_coding",
-            "mean_probability")
+            "mean_probability", "hexamer")
 # The start choice's: not the gene-wide means, whose scale is the network's calibration on the genome at hand;
 # log_distance = log(1 + codons from the ORF's first start).
 START_FEATURES = ("coding", "after", "before", "start_codon", "rbs", "motif", "log_length", "log_distance")
 _SHARED = [FEATURES.index(name) for name in START_FEATURES[:-1]]
 MOTIF = 4  # length of the upstream words counted for the Shine-Dalgarno motif
+HEXAMER = 6  # codon pairs: the words of the coding statistics
 LOCAL = 60  # bases after / before the start whose coding signal is a feature of its own
 RBS_FROM, RBS_TO = 21, 4  # the RBS window: bases -21..-5 upstream of the start codon's first base
 TOP_STARTS = 3  # best starts per stop that enter the programme
@@ -66,7 +73,7 @@ EPS = 1e-3  # floor of probabilities in the log-odds (caps a base's say at about
 START_KIND = np.full(65, -1, np.int8)  # codon id -> 0/1/2 for ATG/GTG/TTG, -2 for a stop, else -1 (last: N)
 START_KIND[list(START_CODONS)] = np.arange(3)
 START_KIND[list(STOPS)] = -2
-TABLES = ("start_codon", "rbs", "motif")  # the start model's count tables, one feature each
+TABLES = ("start_codon", "rbs", "motif", "hexamer")  # count tables (rows: in genes / anywhere), one feature each
 GENES_KEY = "seqdl.genes"  # the model file's metadata entry holding a GeneModel (JSON)
 
 
@@ -74,7 +81,8 @@ GENES_KEY = "seqdl.genes"  # the model file's metadata entry holding a GeneModel
 class GeneModel:
     """Fitted decoder parameters: feature ``weights`` and ``bias``; ``counts[name]`` per table in :data:`TABLES`,
     shape (2, ...): row 0 at true starts, row 1 at every candidate start of the same ORFs (start codon (3,), base at
-    each RBS window position (window, 4), ``MOTIF``-mer anywhere in the window (4**MOTIF,)); ``prior`` the weight (in
+    each RBS window position (window, 4), ``MOTIF``-mer anywhere in the window (4**MOTIF,)), except ``hexamer``: row 0
+    the in-frame codon pairs of genes, row 1 every hexamer of the sequence, both strands (4**HEXAMER,); ``prior`` the weight (in
     genes) of these counts against a genome's own in self-training; ``gc`` the GC fraction of the genome it was
     fitted on (see :func:`dna_adapt.needs_adapt`); ``start_weights`` the start choice's (:data:`START_FEATURES`;
     empty: the score chooses the start too, as decoders stored before it did)."""
@@ -96,12 +104,16 @@ class GeneModel:
         values = json.loads(text)
         gc = values.get("gc")
         start_weights = tuple(float(w) for w in values.get("start_weights", ()))
-        if len(values["weights"]) != len(FEATURES):
-            raise ValueError(f"{len(values['weights'])} weights for {len(FEATURES)} features")
+        weights, counts = list(values["weights"]), dict(values["counts"])
+        if len(weights) == len(FEATURES) - 1 and "hexamer" not in counts:  # fitted before the hexamer feature
+            weights.append(0.0)
+            counts["hexamer"] = np.zeros((2, 4 ** HEXAMER))
+        if len(weights) != len(FEATURES):
+            raise ValueError(f"{len(weights)} weights for {len(FEATURES)} features")
         if start_weights and len(start_weights) != len(START_FEATURES):
             raise ValueError(f"{len(start_weights)} start weights for {len(START_FEATURES)} features")
-        return cls(tuple(float(w) for w in values["weights"]), float(values["bias"]),
-                   {name: np.array(values["counts"][name], float) for name in TABLES}, float(values["prior"]),
+        return cls(tuple(float(w) for w in weights), float(values["bias"]),
+                   {name: np.array(counts[name], float) for name in TABLES}, float(values["prior"]),
                    None if gc is None else float(gc), start_weights)
 
     def tables(self) -> dict[str, np.ndarray]:
@@ -161,7 +173,7 @@ class Candidates:
     (0/1/2: ATG/GTG/TTG), ``upstream`` (n, RBS window) bases before the start (N beyond the sequence),
     ``kmers`` (n, window - MOTIF + 1) ids of the ``MOTIF``-mers in that window (-1 where one holds an N),
     the features that need no table (:data:`FEATURES` less the tables') and ``distance``, codons from the first
-    start of the same ORF."""
+    start of the same ORF; ``hexamers`` is the strand's own: the id of the hexamer at each base (-1: none)."""
 
     start: np.ndarray
     end: np.ndarray
@@ -171,13 +183,15 @@ class Candidates:
     kmers: np.ndarray
     fixed: np.ndarray  # (n, 6): coding, after, before, log length, mean coding, mean probability
     distance: np.ndarray
+    hexamers: np.ndarray  # (strand length,)
 
     def __len__(self) -> int:
         return len(self.start)
 
     def take(self, index: np.ndarray) -> "Candidates":
         return Candidates(self.start[index], self.end[index], self.stop[index], self.codon[index],
-                          self.upstream[index], self.kmers[index], self.fixed[index], self.distance[index])
+                          self.upstream[index], self.kmers[index], self.fixed[index], self.distance[index],
+                          self.hexamers)
 
     def features(self, tables: dict[str, np.ndarray]) -> np.ndarray:
         """(n, len(FEATURES)) for the given log-odds tables."""
@@ -185,7 +199,18 @@ class Candidates:
         with_n = np.hstack([tables["rbs"], np.zeros((width, 1))])  # an N (or the sequence's edge) adds nothing
         rbs = with_n[np.arange(width), self.upstream].sum(axis=1)
         motif = np.append(tables["motif"], 0.0)[self.kmers].max(axis=1, initial=0.0)  # -1: the 0 appended
-        return np.column_stack([self.fixed[:, :3], tables["start_codon"][self.codon], rbs, motif, self.fixed[:, 3:]])
+        # Codon usage may vouch for a gene the network doubts, never veto one it sees: genes taken from other
+        # genomes keep their donors' codon usage (and on E. coli a signed score lost such genes).
+        pairs = codon_pair_sums(np.append(tables["hexamer"], 0.0)[self.hexamers], self.start, self.end)
+        hexamer = np.maximum(pairs, 0.0)
+        return np.column_stack([self.fixed[:, :3], tables["start_codon"][self.codon], rbs, motif, self.fixed[:, 3:],
+                                hexamer])
+
+    def codon_pairs(self, index: np.ndarray) -> np.ndarray:
+        """How often each hexamer is a codon pair of the candidates ``index`` (4**HEXAMER,)."""
+        ok = self.hexamers >= 0
+        cover = codon_pair_cover(len(self.hexamers), self.start[index], self.end[index])
+        return np.bincount(self.hexamers[ok], weights=cover[ok], minlength=4 ** HEXAMER)
 
     def start_features(self, features: np.ndarray) -> np.ndarray:
         """(n, len(START_FEATURES)) from the rows' :meth:`features` (computed once for both uses)."""
@@ -234,7 +259,8 @@ def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, min_length: in
     if not parts:
         empty = np.empty(0, np.int64)
         return Candidates(empty, empty, empty, empty, np.empty((0, width), np.uint8),
-                          np.empty((0, width - MOTIF + 1), np.int64), np.empty((0, 6)), empty)
+                          np.empty((0, width - MOTIF + 1), np.int64), np.empty((0, 6)), empty,
+                          kmer_ids(codes, HEXAMER))
     starts, ends, stop, codon, coding = (np.concatenate(p) for p in zip(*parts))
     first = np.full(stop_offset, length)
     np.minimum.at(first, stop, starts)
@@ -242,8 +268,36 @@ def strand_candidates(codes: np.ndarray, codon_probs: np.ndarray, min_length: in
     window = starts[:, None] + np.arange(width)  # in padded coordinates: bases -RBS_FROM.. of each start
     length = ends - starts
     fixed = np.column_stack([coding[:, :3], np.log(length), coding[:, 0] / length, coding[:, 3]])
-    return Candidates(starts, ends, stop, codon, padded[window], _kmer_ids(padded)[window[:, :width - MOTIF + 1]],
-                      fixed, (starts - first[stop]) // 3)
+    return Candidates(starts, ends, stop, codon, padded[window],
+                      kmer_ids(padded, MOTIF)[window[:, :width - MOTIF + 1]], fixed, (starts - first[stop]) // 3,
+                      kmer_ids(codes, HEXAMER))
+
+
+def _codon_pairs(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame, first codon and number of the codon pairs of genes ``[start, end)`` (stop codon included): the pairs
+    starting at bases start, start + 3, ..., end - 9 (the last one ends at the stop)."""
+    return starts % 3, starts // 3, np.maximum((ends - 9 - starts) // 3 + 1, 0)
+
+
+def codon_pair_sums(per_base: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """For each gene, ``per_base`` summed over the bases where its codon pairs start (prefix sums per frame)."""
+    frames = -(-len(per_base) // 3)
+    by_frame = np.zeros(frames * 3)
+    by_frame[:len(per_base)] = per_base
+    sums = np.zeros((3, frames + 1))
+    np.cumsum(by_frame.reshape(frames, 3).T, axis=1, out=sums[:, 1:])
+    frame, first, count = _codon_pairs(starts, ends)
+    return sums[frame, first + count] - sums[frame, first]
+
+
+def codon_pair_cover(length: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(length,) how many of the genes have a codon pair starting at each base."""
+    frames = -(-length // 3)
+    steps = np.zeros((3, frames + 1))
+    frame, first, count = _codon_pairs(starts, ends)
+    np.add.at(steps, (frame, first), 1.0)
+    np.add.at(steps, (frame, first + count), -1.0)
+    return np.cumsum(steps[:, :frames], axis=1).T.ravel()[:length]
 
 
 def prefix_sums(values: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -255,13 +309,13 @@ def prefix_sums(values: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(stretches)])[np.searchsorted(edges, points)]
 
 
-def _kmer_ids(codes: np.ndarray) -> np.ndarray:
-    """Id of the ``MOTIF``-mer starting at each position (-1 where it holds an N or runs off the end)."""
+def kmer_ids(codes: np.ndarray, k: int) -> np.ndarray:
+    """Id of the k-mer starting at each position (-1 where it holds an N or runs off the end)."""
     ids = np.zeros(len(codes), np.int64)
     bad = np.zeros(len(codes), bool)
-    for k in range(MOTIF):
+    for offset in range(k):
         shifted = np.full(len(codes), N, np.uint8)
-        shifted[:len(codes) - k] = codes[k:]
+        shifted[:max(len(codes) - offset, 0)] = codes[offset:]
         ids = ids * 4 + np.minimum(shifted, 3)
         bad |= shifted == N
     return np.where(bad, -1, ids)
@@ -431,16 +485,19 @@ def self_trained(model: GeneModel, per_strand: list[Candidates], chosen: list[tu
     scale = model.prior / max(model.counts["start_codon"][0].sum(), 1.0)
     counts = {name: table * scale for name, table in model.counts.items()}
     for strand, index, _ in chosen:
-        for name, table in start_counts(per_strand[strand], index).items():
+        for name, table in table_counts(per_strand[strand], index).items():
             counts[name] += table
     return model.with_counts(counts)
 
 
-def start_counts(cands: Candidates, index: np.ndarray) -> dict[str, np.ndarray]:
-    """Each table's counts at the starts ``index`` (row 0) and at all candidates of their ORFs (row 1)."""
+def table_counts(cands: Candidates, index: np.ndarray) -> dict[str, np.ndarray]:
+    """Each table's counts for the genes ``index``: the start tables' at their starts (row 0) and at all candidate
+    starts of their ORFs (row 1); the hexamer table's at their codon pairs (row 0) and at every base (row 1)."""
     every = np.flatnonzero(np.isin(cands.stop, cands.stop[index]))
     width = cands.upstream.shape[1]
     out = {"start_codon": np.zeros((2, 3)), "rbs": np.zeros((2, width, 4)), "motif": np.zeros((2, 4 ** MOTIF))}
+    ids = cands.hexamers[cands.hexamers >= 0]  # codon pairs of the genes against every hexamer of the strand
+    out["hexamer"] = np.stack([cands.codon_pairs(index), np.bincount(ids, minlength=4 ** HEXAMER).astype(float)])
     for row, rows in enumerate((index, every)):
         out["start_codon"][row] = np.bincount(cands.codon[rows], minlength=3)
         up = cands.upstream[rows]

@@ -2,10 +2,13 @@
 fitting, and its parameters' round trip through a model file."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from pipelines.dna_genes import (FEATURES, START_FEATURES, TABLES, CallOptions, GeneCall, GeneModel, best_path,
-                                 call_genes, gene_model_of, prefix_sums, scores, strand_candidates, values)
+                                 call_genes, codon_pair_sums, gene_model_of, prefix_sums, scores, strand_candidates,
+                                 values)
 from pipelines.dna_genes_fit import fit_gene_model, store_gene_model
 from pipelines.fasta import decode, encode, reverse_complement
 from seqdl import checkpoint
@@ -38,7 +41,7 @@ def simple_model(rbs_weight: float = 1.0) -> GeneModel:
     weights.update(coding=0.02, rbs=rbs_weight, motif=rbs_weight)
     counts = {"start_codon": np.array([[80.0, 15.0, 5.0], [50.0, 30.0, 20.0]]),
               "rbs": np.tile(np.array([[10.0, 1.0, 10.0, 1.0], [5.0, 5.0, 5.0, 5.0]])[:, None, :], (1, 17, 1)),
-              "motif": np.ones((2, 256))}
+              "motif": np.ones((2, 256)), "hexamer": np.ones((2, 4096))}
     return GeneModel(tuple(weights[f] for f in FEATURES), -2.0, counts, prior=50.0)
 
 
@@ -188,3 +191,48 @@ def test_a_decoder_stored_without_start_weights_still_reads_and_scores_as_before
     seq = encode("ATG" + body(40) + "TAA")
     cands = strand_candidates(seq, probs_for(decode(seq), [(0, len(seq), 0)])[0], 90)
     np.testing.assert_array_equal(values(cands, again, again.tables()), scores(cands, again, again.tables()))
+
+
+def test_codon_pair_sums_and_counts_equal_a_direct_count():
+    # a gene's codon pairs start at its first base and every third one up to the pair that ends at the stop codon
+    seq = RNG.integers(0, 4, 3_000).astype(np.uint8)
+    seq[[5, 777, 2_000]] = 4  # N: no hexamer there
+    cands = strand_candidates(seq, np.full((3, len(seq)), 0.3, np.float32), 90)
+    assert len(cands) > 5
+    per_base = RNG.standard_normal(len(seq))
+    direct = [sum(per_base[p] for p in range(s, e - 8, 3)) for s, e in zip(cands.start, cands.end)]
+    np.testing.assert_allclose(codon_pair_sums(per_base, cands.start, cands.end), direct, atol=1e-9)
+    index = np.arange(0, len(cands), 2)
+    counted = np.zeros(4 ** 6)
+    for s, e in zip(cands.start[index], cands.end[index]):
+        for p in range(s, e - 8, 3):
+            if cands.hexamers[p] >= 0:
+                counted[cands.hexamers[p]] += 1
+    np.testing.assert_array_equal(cands.codon_pairs(index), counted)
+    word = seq[10:16].astype(int)
+    assert cands.hexamers[10] == int((word * 4 ** np.arange(5, -1, -1)).sum()) and cands.hexamers[0] == -1
+
+
+def test_codon_usage_vouches_for_a_gene_but_never_vetoes_one():
+    # two ORFs with the same (weak) network evidence: one spelt in the codon pairs the table favours, one in pairs
+    # it disfavours; the first gains its log-odds, the second loses nothing
+    favoured, other = "GCTAAA" * 30, "CGCATC" * 30
+    seq = encode("ATG" + favoured + "TAA" + "CC" + "ATG" + other + "TAA")
+    cands = strand_candidates(seq, np.full((3, len(seq)), 0.2, np.float32), 90)
+    model = simple_model()
+    table = np.zeros(4 ** 6)
+    table[[cands.hexamers[3], cands.hexamers[6]]] = 1.0  # GCTAAA and AAAGCT: in-frame pairs of the first ORF
+    table[[cands.hexamers[len(favoured) + 11], cands.hexamers[len(favoured) + 14]]] = -1.0
+    tables = {**model.tables(), "hexamer": table}
+    features = cands.features(tables)[:, FEATURES.index("hexamer")]
+    first, second = cands.start == 0, cands.start == len(favoured) + 8
+    assert features[first][0] == 2 * len(favoured) // 6 - 1 and features[second][0] == 0.0
+
+
+def test_a_decoder_fitted_before_codon_usage_reads_with_its_weight_at_0():
+    model = simple_model()
+    stored = json.loads(model.to_json())
+    stored["weights"] = stored["weights"][:-1]
+    del stored["counts"]["hexamer"]
+    again = GeneModel.from_json(json.dumps(stored))
+    assert again.weights == model.weights[:-1] + (0.0,) and again.counts["hexamer"].shape == (2, 4 ** 6)
