@@ -9,7 +9,7 @@ import numpy as np
 from pipelines.dna_genes import (FEATURES, START_FEATURES, TABLES, CallOptions, GeneCall, GeneModel, best_path,
                                  call_genes, codon_pair_sums, gene_model_of, prefix_sums, scores, strand_candidates,
                                  values)
-from pipelines.dna_genes_fit import fit_gene_model, store_gene_model
+from pipelines.dna_genes_fit import HEXAMER_WEIGHTS, fit_gene_model, store_gene_model
 from pipelines.fasta import decode, encode, reverse_complement
 from seqdl import checkpoint
 
@@ -106,6 +106,9 @@ def test_fitting_learns_the_start_signal_and_round_trips_through_a_model_file(tm
     probs = probs_for(seq, [(s - 40, t + 1, 0) for _, s, t in genes])  # coding signal begins before the start
     model = fit_gene_model([(encode(seq), probs, ends)])
     assert model.weights[FEATURES.index("rbs")] > 0 or model.weights[FEATURES.index("motif")] > 0
+    assert model.weights[FEATURES.index("hexamer")] in HEXAMER_WEIGHTS
+    other = fit_gene_model([(encode(seq), probs, ends)], also=[(encode(seq), probs, ends)])
+    assert other.weights == model.weights and other.counts["hexamer"].sum() == model.counts["hexamer"].sum()
     calls = call_genes(encode(seq), probs, genes=model)
     exact = {(0, c.start, c.end - 1) for c in calls} & set(map(tuple, ends.tolist()))
     assert len(exact) >= 0.9 * len(genes)
