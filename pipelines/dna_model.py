@@ -47,7 +47,7 @@ class DnaConfig:
     channels: int = 32
     kernel: int = 9
     hidden: int = 64  # the shipped model's sizes (data/dna-ecoli.safetensors)
-    lm_hidden: int = 96
+    lm_hidden: int = 64
     tile: int = 2000
     context: int = 200
 
