@@ -250,3 +250,24 @@ def test_shipped_model_finds_known_genes_on_their_strands(tmp_path):
     assert stops == {(end - 1 if strand == "+" else start, strand) for start, end, strand in mirrored}
     assert len(_bed_genes(bed_rc) & mirrored) >= len(genes) - 1  # a start codon may differ: the model is not
     # exactly symmetric under reverse complement, the coordinates are
+
+
+def test_the_models_run_on_one_blas_thread_whatever_limit_the_caller_set(tiny_model, genome, tmp_path, monkeypatch):
+    # the scan scores on a thread of its own; a limit that thread sets did not hold after the caller had set a
+    # count of its own (a command's thread plan, a batch worker's share): every product then ran on two threads
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import pipelines.dna_model as dna_model
+    seen = []
+    original = dna_model._coding_probs
+
+    def spy(*args):  # NumPy's BLAS: the one its products use (SciPy's loads during the scan, idle)
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas" and "numpy" in p["filepath"])
+        return original(*args)
+
+    monkeypatch.setattr(dna_model, "_coding_probs", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        scan_table([genome], tiny_model, tmp_path, "limited")
+    if not seen:
+        pytest.skip("NumPy's BLAS is not a library threadpoolctl finds inside numpy here")
+    assert set(seen) == {1}
