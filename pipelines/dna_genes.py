@@ -81,10 +81,10 @@ GENES_KEY = "seqdl.genes"  # the model file's metadata entry holding a GeneModel
 class GeneModel:
     """Fitted decoder parameters: feature ``weights`` and ``bias``; ``counts[name]`` per table in :data:`TABLES`,
     shape (2, ...): row 0 at true starts, row 1 at every candidate start of the same ORFs (start codon (3,), base at
-    each RBS window position (window, 4), ``MOTIF``-mer anywhere in the window (4**MOTIF,)), except ``hexamer``: row 0
-    the in-frame codon pairs of genes, row 1 every hexamer of the sequence, both strands (4**HEXAMER,); ``prior`` the weight (in
-    genes) of these counts against a genome's own in self-training; ``gc`` the GC fraction of the genome it was
-    fitted on (see :func:`dna_adapt.needs_adapt`); ``start_weights`` the start choice's (:data:`START_FEATURES`;
+    each RBS window position (window, 4), ``MOTIF``-mer anywhere in the window (4**MOTIF,)), except ``hexamer``:
+    row 0 the in-frame codon pairs of genes, row 1 every hexamer of the sequence, both strands (4**HEXAMER,);
+    ``prior`` the weight (in genes) of these counts against a genome's own in self-training; ``gc`` the GC fraction
+    of the genome it was fitted on (see :func:`dna_adapt.needs_adapt`); ``start_weights`` the start choice's (:data:`START_FEATURES`;
     empty: the score chooses the start too, as decoders stored before it did)."""
 
     weights: tuple[float, ...]

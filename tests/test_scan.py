@@ -262,7 +262,8 @@ def test_the_models_run_on_one_blas_thread_whatever_limit_the_caller_set(tiny_mo
     original = dna_model._coding_probs
 
     def spy(*args):  # NumPy's BLAS: the one its products use (SciPy's loads during the scan, idle)
-        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas" and "numpy" in p["filepath"])
+        seen.extend(p["num_threads"] for p in threadpool_info()
+                    if p["user_api"] == "blas" and "numpy" in p["filepath"])
         return original(*args)
 
     monkeypatch.setattr(dna_model, "_coding_probs", spy)
