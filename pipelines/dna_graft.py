@@ -16,16 +16,12 @@ training command, and ``seqdl.lm_metrics``, its validation figures).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from safetensors.numpy import load_file, save
-
-from seqdl.checkpoint import read_header
+from seqdl.checkpoint import STEP, write_safetensors
 from seqdl.errors import SeqdlError
-from seqdl.io import atomic_path
 
-from .dna_model import DnaConfig, load_dna_model
+from .dna_model import KIND, DnaConfig, load_dna_model
 
 LM = "lm."
 
@@ -37,18 +33,13 @@ def graft_language_model(model_path: Path, source_path: Path) -> None:
     if (source.config.tile, source.config.context) != (model.config.tile, model.config.context):
         raise SeqdlError(f"its tiles ({source.config.tile} + {source.config.context} context) differ from "
                          f"{model_path}'s", str(source_path))
-    metadata = dict(read_header(model_path).get("__metadata__") or {})
     config = DnaConfig.from_dict({**model.config.to_dict(), "lm_hidden": source.config.lm_hidden})
-    metadata["seqdl.config"] = json.dumps(config.to_dict(), sort_keys=True)
-    metadata["seqdl.lm_command"] = source_saved.metadata.get("seqdl.command", "")
-    metadata["seqdl.lm_metrics"] = json.dumps(source_saved.metadata.get("seqdl.metrics", {}), sort_keys=True)
-    keys = set(json.loads(metadata.get("seqdl.json_keys", "[]"))) | {"seqdl.lm_metrics"}  # the config always is
-    metadata["seqdl.json_keys"] = json.dumps(sorted(keys))
-    tensors = {name: value for name, value in load_file(model_path).items() if not name.startswith(LM)}
-    tensors.update({name: value for name, value in load_file(source_path).items() if name.startswith(LM)})
-    data = save(tensors, metadata=metadata)
-    with atomic_path(model_path) as temp:
-        Path(temp).write_bytes(data)
+    metadata = {**saved.metadata, "seqdl.lm_command": source_saved.metadata.get("seqdl.command", ""),
+                "seqdl.lm_metrics": source_saved.metadata.get("seqdl.metrics", {})}
+    tensors = {name: value for name, value in saved.state_dict.items() if not name.startswith(LM)}
+    tensors.update({name: value for name, value in source_saved.state_dict.items() if name.startswith(LM)})
+    write_safetensors(model_path, tensors, kind=KIND, config=config.to_dict(), metadata=metadata,
+                      entries=None if saved.step is None else {STEP: str(saved.step)})
     load_dna_model(model_path)  # the result loads (shapes against config)
 
 
