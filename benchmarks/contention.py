@@ -117,15 +117,16 @@ def textgen_step(impl: str) -> tuple[Callable[[], None], int]:
             torch.nn.functional.cross_entropy(logits.reshape(-1, 65), ty.reshape(-1)).backward()
             opt.step()
         return run, x.size
-    from seqdl.nn import functional as F
+    from pipelines.text_train import window_loss
     from seqdl.optim import AdamW
+    from seqdl.training import PARTS, DataParallel
     ours = CharModel(config).train()
     opt = AdamW(ours.parameters(), lr=1e-3)
+    parallel = DataParallel(ours, PARTS)  # as `seqdl textgen` trains: the batch in halves, side by side
 
     def run() -> None:
         opt.zero_grad()
-        logits, _ = ours(x)
-        F.cross_entropy(logits.reshape(-1, 65), y.reshape(-1)).backward()
+        parallel.backward(window_loss, (x, y), len(x))
         opt.step()
     return run, x.size
 

@@ -29,15 +29,14 @@ from pathlib import Path
 import numpy as np
 
 import seqdl
-from seqdl.nn import functional as F
 from seqdl.optim import AdamW, clip_grad_norm_
 
 from pipelines import text_train
 from pipelines.text_corpus import Corpus, CorpusOptions, load_corpus
 from pipelines.text_eval import array_streams, mean_nats
 from pipelines.text_model import CharModel, ModelConfig, SamplingOptions, generate, load_text_model, start_id
-from pipelines.text_train import TrainOptions
-from seqdl.training import Budget, Settings, batch_rng
+from pipelines.text_train import TrainOptions, window_loss
+from seqdl.training import PARTS, Budget, DataParallel, Settings, batch_rng
 from seqdl.training.loop import PROVISIONAL_STEPS
 
 from .table import format_table
@@ -73,15 +72,14 @@ def _timed_loop(step_fn, seconds: float, o: TrainOptions) -> int:
 
 def train_seqdl(corpus: Corpus, model: CharModel, o: TrainOptions, seconds: float) -> dict:
     optimizer = AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-    vocab_size = len(corpus.vocab)
+    parallel = DataParallel(model, PARTS)  # the batch in halves side by side, as the command trains
 
     def step(index: int, lr: float) -> None:
         x, y = corpus.windows(batch_rng(o.seed, index), o.batch_size, o.seq_len)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad()
-        logits, _ = model(x)
-        F.cross_entropy(logits.reshape(-1, vocab_size), y.reshape(-1)).backward()
+        parallel.backward(window_loss, (x, y), len(x))
         clip_grad_norm_(model.parameters(), o.clip)
         optimizer.step()
 

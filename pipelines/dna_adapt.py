@@ -28,7 +28,6 @@ long ORF to learn from leaves the model as it is, with a warning.
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +35,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 from rich.progress import Progress
-from threadpoolctl import threadpool_limits
 
 from seqdl.errors import SeqdlError
 from seqdl.io import progress_bar, warn
 from seqdl.nn import functional as F
 from seqdl.optim import AdamW, CosineAnnealingLR, clip_grad_norm_
 from seqdl.tensor import Tensor
-from seqdl.training import batch_rng
+from seqdl.nn import Module
+from seqdl.training import PARTS, DataParallel, batch_rng
 
 from .dna_data import Genome, Region
 from .dna_genes import START_CODONS, STOPS, GeneCall, codons, resolve_overlaps
@@ -226,29 +225,24 @@ def adapt(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptO
         return model
     regions = [Region(name, 0, len(seq)) for name, seq in codes.items()]
     batches = Batches(Genome(codes, labels, {}), regions, options.seq_len)
-    tuned, twin = _copy(model), _copy(model)
-    params, twin_params = tuned.coding.parameters(), twin.coding.parameters()
+    tuned = _copy(model)
+    params = list(tuned.coding.parameters())
     optimizer = AdamW(params, lr=options.lr, weight_decay=0.0)
     schedule = CosineAnnealingLR(optimizer, options.steps)
-    # Each batch is split in two halves, each run through its own copy of the model, side by side when a second
-    # core is free. Every product runs on one BLAS thread and the halves' gradients are added in a fixed order,
-    # so the fine-tuned model is the same on any machine, whether the halves ran together or one after the other
-    # (summation order changes the result: F1 0.990 with one BLAS thread, 0.981 with two, on H. influenzae).
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(min(2, max(threads, 1))) as pool, \
-            nullcontext(progress) if progress is not None else progress_bar(quiet, "steps") as progress:
+    # Each batch is split in halves (seqdl.training.parallel), side by side when a second core is free, every
+    # product on one BLAS thread and the halves' gradients added in a fixed order: the fine-tuned model is the
+    # same on any machine, whether the halves ran together or one after the other (summation order changes the
+    # result: F1 0.990 with one BLAS thread, 0.981 with two, on H. influenzae).
+    parallel = DataParallel(tuned.coding, PARTS, workers=min(PARTS, max(threads, 1)))
+    with nullcontext(progress) if progress is not None else progress_bar(quiet, "steps") as progress:
         task = progress.add_task("adapting", total=options.steps, status="")
         for step in range(options.steps):
-            batch, targets = batches.draw(batch_rng(options.seed, step), options.batch_size)
+            batch = batches.draw(batch_rng(options.seed, step), options.batch_size)
             optimizer.zero_grad()
-            twin.zero_grad()
-            loss = sum(_half_step(pool, (tuned, twin), batch, targets))
-            for p, q in zip(params, twin_params):
-                p.grad = q.grad if p.grad is None else p.grad + q.grad
+            loss, _ = parallel.backward(coding_share, batch, len(batch[0]))
             clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
-            for p, q in zip(params, twin_params):
-                q.data[...] = p.data
             progress.update(task, advance=1, status=f"loss {loss:.3f}")
         progress.remove_task(task)
     tuned.eval()
@@ -261,24 +255,22 @@ def _copy(model: DnaModel) -> DnaModel:
     return copy.train()
 
 
-def _half_step(pool: ThreadPoolExecutor, models: tuple[DnaModel, DnaModel], codes: np.ndarray,
-               targets: np.ndarray) -> list[float]:
-    """Forward and backward of each half of a batch through its own model; the losses are shares of the whole
-    batch's mean, so the two models' gradients add up to the gradient of that mean."""
-    half = len(codes) // 2
+def coding_share(coding: Module, batch: tuple[np.ndarray, np.ndarray], rows: slice
+                 ) -> tuple[Tensor, dict[str, float]]:
+    """The share of the batch's mean coding cross-entropy (over its labelled bases) that its ``rows`` carry,
+    through the coding network ``coding``."""
+    codes, targets = batch
     scale = 1.0 / max(int((targets >= 0).sum()), 1)
-
-    def run(model: DnaModel, rows: slice) -> float:
-        loss = coding_loss(model, codes[rows], targets[rows], reduction="sum") * scale
-        loss.backward()
-        return float(loss.data)
-
-    jobs = [pool.submit(run, model, rows) for model, rows in zip(models, (slice(0, half), slice(half, None)))]
-    return [job.result() for job in jobs]
+    return _coding_cross_entropy(coding, codes[rows], targets[rows], "sum") * scale, {}
 
 
 def coding_loss(model: DnaModel, codes: np.ndarray, targets: np.ndarray, reduction: str = "mean") -> Tensor:
-    logits = model.coding(Tensor(one_hot(codes)))  # (T, B, 8)
+    """The coding network's cross-entropy on a batch of (B, T) codes and (B, 2, T) targets (-100: unlabelled)."""
+    return _coding_cross_entropy(model.coding, codes, targets, reduction)
+
+
+def _coding_cross_entropy(coding: Module, codes: np.ndarray, targets: np.ndarray, reduction: str) -> Tensor:
+    logits = coding(Tensor(one_hot(codes)))  # (T, B, 8)
     t, b = codes.shape[1], codes.shape[0]
     classes = len(CLASSES)
     return F.cross_entropy(logits.reshape(t * b * 2, classes), targets.transpose(2, 0, 1).reshape(-1),

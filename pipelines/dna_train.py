@@ -27,7 +27,7 @@ import seqdl
 from seqdl.errors import SeqdlError
 from seqdl.nn import functional as F
 from seqdl.tensor import Tensor
-from seqdl.training import Budget, Loop, Options, Outputs, Settings, Task, resolve_options
+from seqdl.training import PARTS, Budget, Loop, Options, Outputs, Settings, Task, resolve_options
 
 from .dna_data import Genome, Region, carve_validation, load_genome, parse_region, split_regions
 from .dna_model import CLASSES, KIND, DnaConfig, DnaModel, load_dna_model, one_hot, score, shifted
@@ -77,15 +77,21 @@ class Batches:
         return codes, targets
 
 
-def losses(model: DnaModel, codes: np.ndarray, targets: np.ndarray) -> tuple[Tensor, Tensor]:
-    """(coding cross-entropy, LM cross-entropy in nats) for a batch."""
+def losses(model: DnaModel, codes: np.ndarray, targets: np.ndarray, rows: slice = slice(None)
+           ) -> tuple[Tensor, Tensor]:
+    """(coding cross-entropy, LM cross-entropy in nats) of a batch, or the shares of them that its ``rows``
+    carry: each a sum over the rows' scored bases divided by the whole batch's count, so the parts of a batch
+    add up to its means."""
+    lm_targets = np.where(codes == N, -100, codes).astype(np.int64)  # (B, T): nothing to predict at an N
+    n_coding, n_lm = max(int((targets != -100).sum()), 1), max(int((lm_targets != -100).sum()), 1)
+    codes, targets, lm_targets = codes[rows], targets[rows], lm_targets[rows]
     x = one_hot(codes)  # (T, B, 4)
     logits = model.coding(Tensor(x))  # (T, B, 8)
     t, b = codes.shape[1], codes.shape[0]
-    coding = F.cross_entropy(logits.reshape(t * b * 2, 4), targets.transpose(2, 0, 1).reshape(-1))
+    coding = F.cross_entropy(logits.reshape(t * b * 2, 4), targets.transpose(2, 0, 1).reshape(-1),
+                             reduction="sum") * (1.0 / n_coding)
     lm_logits = model.lm(Tensor(shifted(x)))
-    lm_target = np.where(codes.T == N, -100, codes.T).astype(np.int64).reshape(-1)
-    lm = F.cross_entropy(lm_logits.reshape(t * b, 4), lm_target, ignore_index=-100)
+    lm = F.cross_entropy(lm_logits.reshape(t * b, 4), lm_targets.T.reshape(-1), reduction="sum") * (1.0 / n_lm)
     return coding, lm
 
 
@@ -151,17 +157,17 @@ def train(fasta: Path, annotation: Path, model_path: Path, *, holdout: list[str]
                                  "validation": str(val_region),
                                  "training_bases": int(sum(r.end - r.start for r in regions))}}
 
-    def loss(rng: np.random.Generator) -> tuple[Tensor, dict[str, float]]:
-        codes, targets = batches.draw(rng, options.batch_size)
-        coding, lm = losses(model, codes, targets)
+    def loss(net: DnaModel, batch: tuple[np.ndarray, np.ndarray], rows: slice) -> tuple[Tensor, dict[str, float]]:
+        coding, lm = losses(net, *batch, rows)
         return coding + lm * options.lm_weight, {"coding_loss": float(coding.data),
                                                   "lm_bits_per_base": float(lm.data) / np.log(2)}
 
-    task = Task(model=model, loss=loss, validate=lambda limit: validation_loss(model, genome, val_region, limit),
+    task = Task(model=model, draw=lambda rng: batches.draw(rng, options.batch_size), loss=loss, validate=lambda limit: validation_loss(model, genome, val_region, limit),
                 val_items=val_region.end - val_region.start, items_per_step=options.batch_size * options.seq_len,
                 unit="bases", kind=KIND, config=model.config.to_dict(), metadata=card,
                 keep_best={"coding.": "val_coding_loss", "lm.": "val_bits_per_base"},
-                options={"model": model.config.to_dict(), "data": {"holdout": holdout}})
+                options={"model": model.config.to_dict(), "data": {"holdout": holdout}},
+                parts=PARTS if options.batch_size >= PARTS else 1)
     settings = Settings(eval_every=eval_every, checkpoint_minutes=checkpoint_minutes, quiet=quiet)
     result = Loop(task, options, outputs, budget, settings, saved).run()
     if not result.interrupted:  # the gene decoder is fitted to the finished model's own probabilities

@@ -23,7 +23,7 @@ from seqdl.errors import SeqdlError
 from seqdl.io import warn
 from seqdl.nn import functional as F
 from seqdl.tensor import Tensor
-from seqdl.training import Budget, Loop, Options, Outputs, Settings, Task, resolve_options
+from seqdl.training import PARTS, Budget, Loop, Options, Outputs, Settings, Task, resolve_options
 
 from .text_corpus import Corpus, CorpusOptions, describe_chars, load_corpus
 from .text_eval import array_streams, mean_nats
@@ -110,14 +110,21 @@ def train(inputs: list[Path], model_path: Path, *, budget: Budget, resume: bool 
                        validation_seconds=result.validation_seconds, rare=corpus.rare)
 
 
+def window_loss(net: CharModel, batch: tuple[np.ndarray, np.ndarray], rows: slice
+                ) -> tuple[Tensor, dict[str, float]]:
+    """The share of a batch of windows' (inputs, targets) mean cross-entropy that its ``rows`` carry."""
+    x, y = batch[0][rows], batch[1][rows]
+    logits, _ = net(x)
+    share = len(x) / len(batch[0])  # every row has seq_len targets
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)) * share, {}
+
+
 def text_task(model: CharModel, corpus: Corpus, options: TrainOptions, corpus_options: CorpusOptions,
               inputs: list[Path], command: str) -> Task:
     """The loop's view of a character model on a corpus."""
 
-    def loss(rng: np.random.Generator) -> tuple[Tensor, dict[str, float]]:
-        x, y = corpus.windows(rng, options.batch_size, options.seq_len)
-        logits, _ = model(x)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)), {}
+    def draw(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return corpus.windows(rng, options.batch_size, options.seq_len)
 
     def validate(limit: int) -> dict[str, float]:
         # the warm-up stays under a quarter of each of the 16 pieces, so small validations are not mostly warm-up
@@ -130,9 +137,10 @@ def text_task(model: CharModel, corpus: Corpus, options: TrainOptions, corpus_op
     trained_on = {"files": [{"path": str(p), "bytes": p.stat().st_size} for p in inputs],
                   "characters": len(corpus.data), "train_characters": corpus.n_train,
                   "val_characters": len(corpus.val)}
-    return Task(model=model, loss=loss, validate=validate, val_items=min(len(corpus.val), VAL_CHARS),
+    return Task(model=model, draw=draw, loss=window_loss, validate=validate, val_items=min(len(corpus.val), VAL_CHARS),
                 items_per_step=options.batch_size * options.seq_len, unit="chars", kind=KIND,
                 config=model.config.to_dict(),
                 metadata={**model_metadata(corpus.vocab), "seqdl.command": command, "seqdl.trained_on": trained_on},
                 keep_best={"": "val_nats_per_char"},
-                options={"model": model.config.to_dict(), "data": {"val_fraction": corpus_options.val_fraction}})
+                options={"model": model.config.to_dict(), "data": {"val_fraction": corpus_options.val_fraction}},
+                parts=PARTS if options.batch_size >= PARTS else 1)

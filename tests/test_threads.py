@@ -1,9 +1,12 @@
-"""The thread plan: small work never fans out, large work uses the free cores we may use, --threads wins."""
+"""The thread plan: small work never fans out, large work uses the free cores we may use, parts that do not wait
+for one another use every core we may use, --threads wins."""
 import os
 import pytest
 from threadpoolctl import threadpool_info
 
-from seqdl.threads import LoadProbe, ThreadPlan, cgroup_quota, usable_cores
+import threading
+
+from seqdl.threads import LoadProbe, ThreadPlan, cgroup_quota, side_by_side, usable_cores
 
 
 def blas_threads() -> int:
@@ -24,6 +27,19 @@ def test_large_work_uses_the_cores_others_leave_free():
     assert ThreadPlan(usable=2, others=0.5).threads("large") == 1   # half a core taken: share none
     assert ThreadPlan(usable=2, others=0.2).threads("large") == 2   # noise is not a job
     assert ThreadPlan(usable=2, others=7.0).threads("large") == 1
+
+
+def test_parts_run_a_thread_each_on_every_usable_core_busy_or_not():
+    """Parts share no barrier: next to other programs each runs slower, none waits for a busy core's BLAS thread."""
+    busy = ThreadPlan(usable=2, others=2.0)
+    assert busy.threads("large") == 1 and busy.threads("parts") == 2
+    assert ThreadPlan(override=1, usable=2).threads("parts") == 1
+    with busy.use("large"):
+        seen = side_by_side(lambda _: (threading.get_ident(), blas_threads()), range(2))
+    assert len({ident for ident, _ in seen}) == 2 and all(n == 1 for _, n in seen)
+    with ThreadPlan(override=1, usable=2).use("large"):
+        assert {ident for ident, _ in side_by_side(lambda _: (threading.get_ident(), 0), range(2))} == {
+            threading.get_ident()}
 
 
 def test_override_wins_and_must_be_positive():

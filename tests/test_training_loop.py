@@ -28,12 +28,16 @@ def regression_task(model: TwoParts, validate, keep_best: dict[str, str] | None 
     """Both parts learn y = x . w from batches drawn from the step's generator."""
     w = np.arange(1, 5, dtype=np.float32)[:, None]
 
-    def loss(rng: np.random.Generator):
-        x = rng.standard_normal((16, 4)).astype(np.float32)
-        y = x @ w
-        return F.mse_loss(model.a(Tensor(x)), y) + F.mse_loss(model.b(Tensor(x)), y), {}
+    def draw(rng: np.random.Generator) -> tuple[np.ndarray]:
+        return (rng.standard_normal((16, 4)).astype(np.float32),)
 
-    return Task(model=model, loss=loss, validate=validate, val_items=100, items_per_step=16, unit="rows",
+    def loss(net: TwoParts, batch: tuple[np.ndarray], rows: slice):
+        x = batch[0][rows]
+        y = x @ w
+        share = len(x) / len(batch[0])
+        return (F.mse_loss(net.a(Tensor(x)), y) + F.mse_loss(net.b(Tensor(x)), y)) * share, {}
+
+    return Task(model=model, draw=draw, loss=loss, validate=validate, val_items=100, items_per_step=16, unit="rows",
                 kind="test", config={}, metadata={"seqdl.note": "synthetic"},
                 keep_best=keep_best or {"": "val_loss"})
 
@@ -122,18 +126,18 @@ def test_validation_takes_at_most_a_tenth_of_any_run(tmp_path, monkeypatch, step
     seqdl.manual_seed(0)
     model = TwoParts()
     task = regression_task(model, None)
-    train_loss = task.loss
+    train_draw = task.draw
 
-    def loss(rng):
+    def draw(rng):
         clock.now += step_seconds * (5 if clock.now == 0 else 1)  # the first step pays one-off costs
-        return train_loss(rng)
+        return train_draw(rng)
 
     def validate(limit: int) -> dict[str, float]:
         clock.now += limit * item_seconds
         validated.append(limit)
         return {"val_loss": 1.0 / (1 + len(validated))}
 
-    task.loss, task.validate, task.val_items = loss, validate, 100_000
+    task.draw, task.validate, task.val_items = draw, validate, 100_000
     budget = Budget(minutes=150 * step_seconds / 60) if time_budget else Budget(steps=150)
     result = train(tmp_path, task, Options(lr=0.05), budget)
     assert len(validated) >= 2 and result.best_step["val_loss"] == result.step

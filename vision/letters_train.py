@@ -33,14 +33,22 @@ from .letters_model import (CLASSES, KIND, LettersConfig, build_model, load_lett
 from .letters_options import DataOptions, LetterOptions
 
 
-def batch_loss(model: seqdl.nn.Module, data: LetterData, sampler: Sampler, options: LetterOptions,
-               augmentation: AugmentOptions, rng: np.random.Generator) -> tuple[seqdl.Tensor, dict[str, float]]:
-    """Cross-entropy (label-smoothed) of one augmented, class-balanced batch, and its error rate."""
+def draw_batch(data: LetterData, sampler: Sampler, options: LetterOptions, augmentation: AugmentOptions,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One class-balanced batch of (augmented) images and their classes."""
     rows = sampler.draw(rng, options.batch_size)
     images = augment(data.images[rows], rng, augmentation) if options.augment > 0 else data.images[rows]
+    return images, data.labels[rows]
+
+
+def batch_loss(model: seqdl.nn.Module, batch: tuple[np.ndarray, np.ndarray], rows: slice,
+               options: LetterOptions) -> tuple[seqdl.Tensor, dict[str, float]]:
+    """Cross-entropy (label-smoothed) of the batch's ``rows`` and their error rate, as shares of the batch's."""
+    images, labels = batch[0][rows], batch[1][rows]
+    share = len(labels) / len(batch[1])
     out = model(to_input(images))
-    loss = F.cross_entropy(out, data.labels[rows], label_smoothing=options.label_smoothing)
-    return loss, {"train_error": float((out.data.argmax(1) != data.labels[rows]).mean())}
+    loss = F.cross_entropy(out, labels, label_smoothing=options.label_smoothing)
+    return loss * share, {"train_error": float((out.data.argmax(1) != labels).sum()) / len(batch[1])}
 
 
 def validation_metrics(model: seqdl.nn.Module, data: LetterData, limit: int, n_classes: int) -> dict[str, float]:
@@ -96,7 +104,8 @@ def train(data_prefix: str, model_path: Path, *, budget: training.Budget, resume
     model = build_model(config)
     task = training.Task(
         model=model,
-        loss=lambda rng: batch_loss(model, train_set, sampler, options, augmentation, rng),
+        draw=lambda rng: draw_batch(train_set, sampler, options, augmentation, rng),
+        loss=lambda net, batch, rows: batch_loss(net, batch, rows, options),
         validate=(lambda limit: validation_metrics(model, val_set, limit, len(classes))) if len(val_set) else None,
         val_items=len(val_set), items_per_step=options.batch_size, unit="images", kind=KIND,
         config=config.to_dict(),

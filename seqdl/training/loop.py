@@ -1,11 +1,14 @@
 """The training loop every front end shares: one cycle of AdamW steps fitted to a budget.
 
-A front end hands the loop a :class:`Task` (a model, the loss of one batch, a
-validation function and what to write into the saved model) and its
-:class:`~seqdl.training.Options`; :meth:`Loop.run` then does, step by step:
+A front end hands the loop a :class:`Task` (a model, how to draw a batch and
+the loss of some of its rows, a validation function and what to write into the
+saved model) and its :class:`~seqdl.training.Options`; :meth:`Loop.run` then
+does, step by step:
 
 1. draw step ``s``'s batch from ``batch_rng(seed, s)`` and take an AdamW step
-   (gradients clipped, lr from the warm-up + cosine schedule);
+   (the batch's gradient computed in ``Task.parts`` parts side by side, see
+   :mod:`seqdl.training.parallel`; gradients clipped, lr from the warm-up +
+   cosine schedule);
 2. validate when the plan says so (see :mod:`seqdl.training.plan`) and copy
    the weights that improved into the best model;
 3. log a row to ``<model>.metrics.parquet``; every ``checkpoint_minutes``
@@ -54,9 +57,10 @@ from ..io import hide_progress, stderr_console
 from ..metrics import MetricLogger
 from ..nn.module import Module
 from ..optim import AdamW, WarmupCosine, clip_grad_norm_
-from ..tensor import Tensor, no_grad
+from ..tensor import no_grad
 from .options import STATE_FORMAT, TRAINING_KEY, Budget, Options, Settings, training_state
 from .outputs import Outputs
+from .parallel import DataParallel, PartLoss
 from .plan import PLAN_AFTER, Cycle, ValidationPlan, plan_validation
 
 PROVISIONAL_STEPS = 1000  # a time budget's cycle length until the step time is measured
@@ -72,7 +76,8 @@ class Task:
     """What a front end hands the loop; the loop knows nothing else of text, DNA or images."""
 
     model: Module
-    loss: Callable[[np.random.Generator], tuple[Tensor, dict[str, float]]]  # one batch's loss + scalars to log
+    draw: Callable[[np.random.Generator], tuple[np.ndarray, ...]]  # a step's batch: arrays of rows (first axis)
+    loss: PartLoss  # the share of a batch's loss (+ scalars to log) that some of its rows carry, under a model
     validate: Callable[[int], dict[str, float]] | None  # metrics on at most that many validation items
     val_items: int  # items in the whole validation set (0: none)
     items_per_step: int  # items one training step consumes
@@ -82,6 +87,7 @@ class Task:
     metadata: dict[str, Any]  # vocabulary or classes, model card: written into both files
     keep_best: Mapping[str, str] = field(default_factory=lambda: {"": "val_loss"})  # state-dict prefix -> metric
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # other option groups a resume keeps
+    parts: int = 1  # each batch in this many parts, side by side on the free cores (seqdl.training.parallel)
 
 
 @dataclass
@@ -143,6 +149,7 @@ class Loop:
                  settings: Settings = Settings(), saved: Checkpoint | None = None) -> None:
         self.task, self.options, self.outputs, self.settings = task, options, outputs, settings
         self.model = task.model
+        self.parallel = DataParallel(self.model, task.parts)
         self.optimizer = AdamW(self.model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         self.best = {prefix: Best(metric) for prefix, metric in task.keep_best.items()}
         self.step, self.stalled, self.train_loss = 0, 0, None
@@ -248,13 +255,12 @@ class Loop:
         lr = self.optimizer.param_groups[0]["lr"]
         self.model.train()
         self.optimizer.zero_grad()
-        loss, scalars = self.task.loss(batch_rng(self.options.seed, self.step))
-        loss.backward()
+        batch = self.task.draw(batch_rng(self.options.seed, self.step))
+        value, scalars = self.parallel.backward(self.task.loss, batch, len(batch[0]))
         grad_norm = clip_grad_norm_(self.model.parameters(), self.options.clip)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        value = float(loss.data)
         self.train_loss = value if self.train_loss is None else 0.95 * self.train_loss + 0.05 * value
         return {"train_loss": value, "lr": lr, "grad_norm": grad_norm, **scalars}
 
