@@ -126,8 +126,9 @@ def textgen_step(impl: str) -> tuple[Callable[[], None], int]:
 
     def run() -> None:
         opt.zero_grad()
-        parallel.backward(window_loss, (x, y), len(x))
-        opt.step()
+        with parallel.scope():
+            parallel.backward(window_loss, (x, y), len(x))
+            opt.step()
     return run, x.size
 
 

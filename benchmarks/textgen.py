@@ -79,9 +79,10 @@ def train_seqdl(corpus: Corpus, model: CharModel, o: TrainOptions, seconds: floa
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad()
-        parallel.backward(window_loss, (x, y), len(x))
-        clip_grad_norm_(model.parameters(), o.clip)
-        optimizer.step()
+        with parallel.scope():
+            parallel.backward(window_loss, (x, y), len(x))
+            clip_grad_norm_(model.parameters(), o.clip)
+            optimizer.step()
 
     model.train()
     started = time.monotonic()

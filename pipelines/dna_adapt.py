@@ -234,7 +234,8 @@ def adapt(model: DnaModel, source: Path | dict[str, np.ndarray], options: AdaptO
     # same on any machine, whether the halves ran together or one after the other (summation order changes the
     # result: F1 0.990 with one BLAS thread, 0.981 with two, on H. influenzae).
     parallel = DataParallel(tuned.coding, PARTS, workers=min(PARTS, max(threads, 1)))
-    with nullcontext(progress) if progress is not None else progress_bar(quiet, "steps") as progress:
+    with parallel.scope(), \
+            nullcontext(progress) if progress is not None else progress_bar(quiet, "steps") as progress:
         task = progress.add_task("adapting", total=options.steps, status="")
         for step in range(options.steps):
             batch = batches.draw(batch_rng(options.seed, step), options.batch_size)

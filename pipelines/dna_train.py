@@ -162,7 +162,8 @@ def train(fasta: Path, annotation: Path, model_path: Path, *, holdout: list[str]
         return coding + lm * options.lm_weight, {"coding_loss": float(coding.data),
                                                   "lm_bits_per_base": float(lm.data) / np.log(2)}
 
-    task = Task(model=model, draw=lambda rng: batches.draw(rng, options.batch_size), loss=loss, validate=lambda limit: validation_loss(model, genome, val_region, limit),
+    task = Task(model=model, draw=lambda rng: batches.draw(rng, options.batch_size), loss=loss,
+                validate=lambda limit: validation_loss(model, genome, val_region, limit),
                 val_items=val_region.end - val_region.start, items_per_step=options.batch_size * options.seq_len,
                 unit="bases", kind=KIND, config=model.config.to_dict(), metadata=card,
                 keep_best={"coding.": "val_coding_loss", "lm.": "val_bits_per_base"},

@@ -106,6 +106,19 @@ def blas_threads() -> int:
     return max(counts, default=1)
 
 
+def part_threads() -> int:
+    """Threads for side-by-side parts: the current plan's (see :meth:`ThreadPlan.use`), else as many as BLAS may
+    use now."""
+    return blas_threads() if _part_threads is None else _part_threads
+
+
+@contextmanager
+def blas_limit(threads: int) -> Iterator[None]:
+    """Run the block with at most ``threads`` BLAS threads (restored afterwards)."""
+    with _threadpools().limit(limits=threads, user_api="blas"):
+        yield
+
+
 def side_by_side(run: Callable[[T], R], items: Sequence[T], workers: int | None = None,
                  blas_each: int | None = None) -> list[R]:
     """``[run(item) for item in items]``, on up to ``workers`` threads (default: the current plan's threads for
@@ -116,9 +129,7 @@ def side_by_side(run: Callable[[T], R], items: Sequence[T], workers: int | None 
     limit a worker set for itself is ignored once the caller has set a count (OpenBLAS 0.3.31, threadpoolctl 3.8).
     """
     total = blas_threads()
-    if workers is None:
-        workers = total if _part_threads is None else _part_threads
-    workers = max(1, min(len(items), workers))
+    workers = max(1, min(len(items), part_threads() if workers is None else workers))
     each = max(1, total // workers) if blas_each is None else blas_each
     with _threadpools().limit(limits=each, user_api="blas"):
         if workers == 1:

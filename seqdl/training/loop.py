@@ -255,10 +255,11 @@ class Loop:
         lr = self.optimizer.param_groups[0]["lr"]
         self.model.train()
         self.optimizer.zero_grad()
-        batch = self.task.draw(batch_rng(self.options.seed, self.step))
-        value, scalars = self.parallel.backward(self.task.loss, batch, len(batch[0]))
-        grad_norm = clip_grad_norm_(self.model.parameters(), self.options.clip)
-        self.optimizer.step()
+        with self.parallel.scope():
+            batch = self.task.draw(batch_rng(self.options.seed, self.step))
+            value, scalars = self.parallel.backward(self.task.loss, batch, len(batch[0]))
+            grad_norm = clip_grad_norm_(self.model.parameters(), self.options.clip)
+            self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         self.train_loss = value if self.train_loss is None else 0.95 * self.train_loss + 0.05 * value

@@ -21,14 +21,15 @@ the parts', not the batch's.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager
 
 import numpy as np
 
 from .. import random as _random
 from ..nn.module import Module
 from ..tensor import Tensor
-from ..threads import side_by_side
+from ..threads import blas_limit, part_threads, side_by_side
 
 PartLoss = Callable[[Module, Any, slice], tuple[Tensor, dict[str, float]]]
 """``loss(model, batch, rows)``: the share of the batch's loss (and of each logged scalar) that the batch's
@@ -37,15 +38,21 @@ PartLoss = Callable[[Module, Any, slice], tuple[Tensor, dict[str, float]]]
 
 class DataParallel:
     """Forward and backward of a batch in ``parts`` parts, side by side on ``workers`` threads (default: the
-    current thread plan's), each part's products on one BLAS thread."""
+    thread plan's at construction), each part's products on one BLAS thread."""
 
     def __init__(self, model: Module, parts: int = 1, workers: int | None = None) -> None:
         if parts < 1:
             raise ValueError(f"parts must be positive, not {parts}")
         if parts > 1 and any(True for _ in model.named_buffers()):
             raise ValueError("a model with buffers (BatchNorm) cannot be trained in parts")
-        self.model, self.workers = model, workers  # None: the current plan's threads for parts
+        self.model, self.workers = model, part_threads() if workers is None else workers
         self.replicas = [model] + [copy.deepcopy(model) for _ in range(parts - 1)]
+
+    def scope(self) -> ContextManager[None]:
+        """The context a whole training step runs in: with parts, every product of the step on one BLAS thread
+        (the clipping's and the optimizer's too: a second BLAS thread woken between the parts spins, burning a
+        core the parts need)."""
+        return blas_limit(1) if len(self.replicas) > 1 else nullcontext()
 
     def backward(self, loss: PartLoss, batch: Any, size: int) -> tuple[float, dict[str, float]]:
         """Run ``loss`` on every part of ``batch`` (``size`` rows) and leave the batch's gradient on the model's
