@@ -7,7 +7,9 @@ corpus with the same loop, one after the other, for the same wall-clock budget:
 the same initial weights (seqdl's, copied into PyTorch), the same random
 windows for every step (``batch_rng(seed, step)``), AdamW with the same
 hyper-parameters, gradient-norm clipping, and the same warm-up + cosine
-schedule re-planned from the measured time per step. Validation (the last 10 %
+schedule re-planned from the measured time per step. seqdl computes each step
+as its command does, the batch in two halves side by side
+(:mod:`seqdl.training.parallel`); PyTorch runs the whole batch on its 2 threads. Validation (the last 10 %
 of the text, scored with carried state by seqdl's evaluator, with PyTorch's
 weights copied into a seqdl model) happens once after the budget, outside it.
 Then both sample 2,000 characters one at a time from a single stream.
