@@ -33,6 +33,7 @@ RULE_LENGTH = 4.0          # a straight stroke longer than this many letter heig
 RULE_COLOUR_GAP = 60.0     # pen and rules this far apart in RGB (0-255 each) are told apart by colour
 MARK_SIZE = 0.4            # glyphs shorter than this many letter heights are dots, commas, dashes or specks
 BROKEN_PIECE = 0.6         # a glyph shorter than this many letter heights touching another may be a piece of it
+BLOB = 2.0                 # a glyph no taller than this many pen strokes has no room for a letter's counter
 MULTI_LETTER = 2.0         # a glyph wider than this many typical letter widths holds several letters
 CURSIVE_LETTERS = 3        # a glyph of this many letters or more makes its word joined-up (cursive)
 WIDE_GAP = 1.5             # a gap wider than this many letter heights separates words whatever the page's gaps
@@ -425,6 +426,11 @@ def analyse(mask: np.ndarray, skip_print: bool = False, rgb: np.ndarray | None =
     angle = estimate_skew(centres, height)
     groups = group_lines(centres, height, angle)
     line_glyphs = [[stacked[main[i]] for i in g] for g in groups]
+    # a line of nothing but blobs no taller than BLOB pen strokes is smudges or dust: a letter has room inside
+    line_glyphs = [glyphs for glyphs in line_glyphs
+                   if any(_glyph_box(g, boxes)[3] - _glyph_box(g, boxes)[1] > BLOB * stroke for g in glyphs)]
+    if not line_glyphs:
+        return Layout([], labels, stroke, height, 0.0, int(count) - n_printed, None, n_printed)
     _attach_marks([stacked[i] for i in np.flatnonzero(dots)], line_glyphs, boxes, height)
     line_glyphs = [_merge_overlapping(glyphs, boxes) for glyphs in line_glyphs]
     sizes = _size_bands(line_glyphs, boxes, height)
