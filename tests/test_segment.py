@@ -176,13 +176,13 @@ def test_a_letter_broken_into_a_short_piece_and_the_rest_is_one_letter():
 
 
 def test_a_line_of_nothing_but_blobs_is_no_writing():
-    """Smudges under the writing, each about two pen strokes tall (filled): no line; a letter of that line's size
-    with room for its counter would be one."""
+    """Smudges under the writing, each about two pen strokes tall and too wide to be dots: no line; a ring of the
+    letters' stroke on that line, with room for its counter, makes it one."""
     mask = np.zeros((400, 600), bool)
     for x in (100, 150, 200, 250):   # rings 40 tall with 4-pixel strokes: letters
         mask[100:140, x:x + 30] = True
         mask[104:136, x + 4:x + 26] = False
-    mask[300:308, 120:130] = mask[302:309, 180:189] = True   # two blobs, 8 and 7 pixels tall
+    mask[300:308, 120:138] = mask[302:309, 180:198] = True   # two blobs, 8 and 7 tall: not dots, 18 wide
     result = layout.analyse(mask.copy())
     assert len(result.lines) == 1 and len(result.lines[0].words[0].letters) == 4
     mask[296:316, 240:256] = True                           # a letter-sized ring on the blobs' line
