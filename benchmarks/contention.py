@@ -199,15 +199,13 @@ def measure(work: str, impl: str, repeats: int) -> float | None:
     from seqdl.runtime import keep_freed_memory
     from seqdl.threads import ThreadPlan
     keep_freed_memory()
-    built = WORK_FUNCTIONS[work](impl)
-    if built is None:
-        return None
-    run, items = built
     _PLAN = ThreadPlan(override=1 if impl == "seqdl --threads 1" else None).measure()
     if impl == "torch":
-        return _median_rate(run, items, repeats)
-    with _PLAN.use(WORK_KIND[work]):
-        return _median_rate(run, items, repeats)
+        built = WORK_FUNCTIONS[work](impl)
+        return None if built is None else _median_rate(*built, repeats)
+    with _PLAN.use(WORK_KIND[work]):   # built inside the plan, as a command builds its work (training in parts)
+        built = WORK_FUNCTIONS[work](impl)
+        return None if built is None else _median_rate(*built, repeats)
 
 
 def _median_rate(run: Callable[[], None], items: int, repeats: int) -> float:
