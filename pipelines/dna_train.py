@@ -168,7 +168,7 @@ def train(fasta: Path, annotation: Path, model_path: Path, *, holdout: list[str]
                 unit="bases", kind=KIND, config=model.config.to_dict(), metadata=card,
                 keep_best={"coding.": "val_coding_loss", "lm.": "val_bits_per_base"},
                 options={"model": model.config.to_dict(), "data": {"holdout": holdout}},
-                parts=PARTS if options.batch_size >= PARTS else 1)
+                parts=PARTS)
     settings = Settings(eval_every=eval_every, checkpoint_minutes=checkpoint_minutes, quiet=quiet)
     result = Loop(task, options, outputs, budget, settings, saved).run()
     if not result.interrupted:  # the gene decoder is fitted to the finished model's own probabilities

@@ -137,10 +137,11 @@ def text_task(model: CharModel, corpus: Corpus, options: TrainOptions, corpus_op
     trained_on = {"files": [{"path": str(p), "bytes": p.stat().st_size} for p in inputs],
                   "characters": len(corpus.data), "train_characters": corpus.n_train,
                   "val_characters": len(corpus.val)}
-    return Task(model=model, draw=draw, loss=window_loss, validate=validate, val_items=min(len(corpus.val), VAL_CHARS),
+    return Task(model=model, draw=draw, loss=window_loss, validate=validate,
+                val_items=min(len(corpus.val), VAL_CHARS),
                 items_per_step=options.batch_size * options.seq_len, unit="chars", kind=KIND,
                 config=model.config.to_dict(),
                 metadata={**model_metadata(corpus.vocab), "seqdl.command": command, "seqdl.trained_on": trained_on},
                 keep_best={"": "val_nats_per_char"},
                 options={"model": model.config.to_dict(), "data": {"val_fraction": corpus_options.val_fraction}},
-                parts=PARTS if options.batch_size >= PARTS else 1)
+                parts=PARTS)

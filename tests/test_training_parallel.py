@@ -85,3 +85,11 @@ def test_a_model_with_buffers_is_not_split() -> None:
     with pytest.raises(ValueError, match="BatchNorm"):
         DataParallel(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)), 2)
     DataParallel(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)), 1)  # one part: the model as it is
+
+
+def test_a_batch_of_fewer_rows_than_parts_runs_whole() -> None:
+    seqdl.manual_seed(0)
+    model = Tagger(0.0).train()
+    data = batch(rows=1)
+    value, _ = DataParallel(model, 2).backward(part_loss, data, 1)
+    assert np.isfinite(value) and all(p.grad is not None for p in model.parameters())

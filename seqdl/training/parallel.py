@@ -55,10 +55,10 @@ class DataParallel:
         return blas_limit(1) if len(self.replicas) > 1 else nullcontext()
 
     def backward(self, loss: PartLoss, batch: Any, size: int) -> tuple[float, dict[str, float]]:
-        """Run ``loss`` on every part of ``batch`` (``size`` rows) and leave the batch's gradient on the model's
-        parameters; returns the batch's loss and scalars."""
+        """Run ``loss`` on every part of ``batch`` (``size`` rows; fewer rows than parts: the batch whole) and
+        leave the batch's gradient on the model's parameters; returns the batch's loss and scalars."""
         parts = len(self.replicas)
-        if parts == 1:  # the global generator, as a plain step would use it
+        if parts == 1 or size < parts:  # the global generator, as a plain step would use it
             value, scalars = loss(self.model, batch, slice(0, size))
             value.backward()
             return float(value.data), scalars
