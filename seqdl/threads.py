@@ -131,7 +131,7 @@ def side_by_side(run: Callable[[T], R], items: Sequence[T], workers: int | None 
     total = blas_threads()
     workers = max(1, min(len(items), part_threads() if workers is None else workers))
     each = max(1, total // workers) if blas_each is None else blas_each
-    with _threadpools().limit(limits=each, user_api="blas"):
+    with blas_limit(each):
         if workers == 1:
             return [run(item) for item in items]
         with ThreadPoolExecutor(workers) as pool:
@@ -218,7 +218,7 @@ class ThreadPlan:
         n = self.threads(work)
         previous, _part_threads = _part_threads, self.threads("parts")
         try:
-            with _threadpools().limit(limits=n, user_api="blas"):
+            with blas_limit(n):
                 yield n
         finally:
             _part_threads = previous

@@ -425,10 +425,9 @@ def analyse(mask: np.ndarray, skip_print: bool = False, rgb: np.ndarray | None =
     centres = np.stack([(gboxes[main, 0] + gboxes[main, 2]) / 2, (gboxes[main, 1] + gboxes[main, 3]) / 2], axis=1)
     angle = estimate_skew(centres, height)
     groups = group_lines(centres, height, angle)
-    line_glyphs = [[stacked[main[i]] for i in g] for g in groups]
     # a line of nothing but blobs no taller than BLOB pen strokes is smudges or dust: a letter has room inside
-    line_glyphs = [glyphs for glyphs in line_glyphs
-                   if any(_glyph_box(g, boxes)[3] - _glyph_box(g, boxes)[1] > BLOB * stroke for g in glyphs)]
+    groups = [g for g in groups if (tall[main[np.asarray(g)]] > BLOB * stroke).any()]
+    line_glyphs = [[stacked[main[i]] for i in g] for g in groups]
     if not line_glyphs:
         return Layout([], labels, stroke, height, 0.0, int(count) - n_printed, None, n_printed)
     _attach_marks([stacked[i] for i in np.flatnonzero(dots)], line_glyphs, boxes, height)
